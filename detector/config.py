@@ -1,0 +1,260 @@
+"""Configuration: one YAML file, overridable by environment variables and CLI flags.
+
+Precedence (highest first): command-line flag, environment variable, config file, default.
+Every key can be set in the file; the Kafka and topic keys also have flags and variables
+(see ``ENV_VARS``). A bad config fails at start-up with :class:`ConfigError`, whose message
+names the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+FeatureKind = Literal["numeric", "categorical"]
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid. The message says where and what."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DetectorSpec(_Strict):
+    """A River drift detector class from ``river.drift`` and its constructor arguments."""
+
+    name: str = "ADWIN"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_detector(cls, name: str) -> str:
+        from detector.core.detectors import KNOWN_DETECTORS
+
+        if name not in KNOWN_DETECTORS:
+            raise ValueError(f"one of {sorted(KNOWN_DETECTORS)}")
+        return name
+
+
+class FeatureSettings(_Strict):
+    """Per-feature override. Unset fields inherit from the model, then the defaults."""
+
+    kind: FeatureKind | None = None
+    ignore: bool = False
+    detector: DetectorSpec | None = None
+
+
+class ModelSettings(_Strict):
+    ignore_features: list[str] = Field(default_factory=list)
+    detector: DetectorSpec | None = None
+    features: dict[str, FeatureSettings] = Field(default_factory=dict)
+
+
+class DetectionSettings(_Strict):
+    """Everything the pure detection core needs. Changing any of it changes detections."""
+
+    # The default detector: ADWIN on 16-event block means of rank-transformed values.
+    # delta calibrated on the stationary battery (docs/detection.md).
+    detector: DetectorSpec = DetectorSpec(name="ADWIN", params={"delta": 1e-5, "clock": 1})
+    reference_size: int = Field(512, ge=32, le=100_000)
+    window_size: int = Field(512, ge=32, le=100_000)
+    block_size: int = Field(16, ge=1, le=1024)
+    rearm_after: int = Field(25_000, ge=0)
+    max_categories: int = Field(16, ge=1, le=1000)
+    min_category_share: float = Field(0.01, gt=0.0, lt=1.0)
+    critical_effect: float = Field(1.0, gt=0.0)
+    max_models: int = Field(1000, ge=1)
+    max_features_per_model: int = Field(500, ge=1)
+    # A feature not seen (non-null) for this long in event time is forgotten.
+    feature_ttl_s: float = Field(24 * 3600.0, gt=0.0)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+
+    def model(self, name: str) -> ModelSettings | None:
+        return self.models.get(name)
+
+    def feature_detector(self, model: str, feature: str) -> DetectorSpec:
+        """The detector for a feature: feature override, else model override, else default."""
+        model_settings = self.models.get(model)
+        if model_settings is None:
+            return self.detector
+        feature_settings = model_settings.features.get(feature)
+        if feature_settings is not None and feature_settings.detector is not None:
+            return feature_settings.detector
+        return model_settings.detector or self.detector
+
+    def feature_kind(self, model: str, feature: str) -> FeatureKind | None:
+        model_settings = self.models.get(model)
+        if model_settings is None:
+            return None
+        feature_settings = model_settings.features.get(feature)
+        return None if feature_settings is None else feature_settings.kind
+
+    def ignored(self, model: str) -> frozenset[str]:
+        model_settings = self.models.get(model)
+        if model_settings is None:
+            return frozenset()
+        names = set(model_settings.ignore_features)
+        names.update(n for n, f in model_settings.features.items() if f.ignore)
+        return frozenset(names)
+
+
+class KafkaSettings(_Strict):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic: str = "predictions"
+    alert_topic: str = "drift-alerts"
+    group_id: str = "drift-detector"
+    dead_letter_topic: str | None = None  # default: "<input_topic>.dlq"
+    changelog_topic: str | None = None  # default: "<group_id>.<input_topic>.changelog"
+    processing_guarantee: Literal["exactly-once", "at-least-once"] = "exactly-once"
+    # Stable per instance (a StatefulSet pod name, say) so a restarted instance fences its
+    # zombie; default: "<group_id>-<hostname>".
+    transactional_id: str | None = None
+    checkpoint_interval_s: float = Field(2.0, gt=0.0)
+    checkpoint_events: int = Field(50_000, ge=1)
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    max_message_bytes: int = Field(1_048_576, ge=1024)
+    # Passed verbatim to librdkafka (security.protocol, sasl.mechanism, ssl.ca.location, ...).
+    # Values may be "file:/path" or "env:NAME" to read secrets; they are never logged.
+    librdkafka: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @property
+    def dead_letter(self) -> str:
+        return self.dead_letter_topic or f"{self.input_topic}.dlq"
+
+    @property
+    def changelog(self) -> str:
+        return self.changelog_topic or f"{self.group_id}.{self.input_topic}.changelog"
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(0, ge=0, le=65535)  # 0: no HTTP endpoint
+    stall_threshold_s: float = Field(60.0, gt=0.0)
+
+
+class LogSettings(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(_Strict):
+    kafka: KafkaSettings = KafkaSettings()
+    detection: DetectionSettings = DetectionSettings()
+    server: ServerSettings = ServerSettings()
+    log: LogSettings = LogSettings()
+
+
+#: Environment variables and the key path each sets. KAFKA_BOOTSTRAP_SERVERS is honoured
+#: too, as the test-suite and most Kafka tooling use it.
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "DETECTOR_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "DETECTOR_INPUT_TOPIC": ("kafka", "input_topic"),
+    "DETECTOR_ALERT_TOPIC": ("kafka", "alert_topic"),
+    "DETECTOR_GROUP_ID": ("kafka", "group_id"),
+    "DETECTOR_DEAD_LETTER_TOPIC": ("kafka", "dead_letter_topic"),
+    "DETECTOR_PROCESSING_GUARANTEE": ("kafka", "processing_guarantee"),
+    "DETECTOR_LOG_LEVEL": ("log", "level"),
+    "DETECTOR_LOG_FORMAT": ("log", "format"),
+    "DETECTOR_HTTP_PORT": ("server", "port"),
+}
+
+
+def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    path = ".".join(str(part) for part in error["loc"]) or "<top level>"
+    expected = str(error["msg"])
+    if expected.startswith("Value error, "):
+        expected = "expected " + expected.removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        expected = "unknown key"
+    elif error["type"] == "missing":
+        expected = "required key missing"
+    got = error.get("input")
+    shown = "" if error["type"] in ("missing", "extra_forbidden") else f" (got {got!r})"
+    return f"{path}: {expected}{shown}"
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[tuple[str, ...], Any] | None = None,
+) -> Settings:
+    """Load settings from a YAML file (optional), the environment and explicit overrides.
+
+    Raises ConfigError naming the file, the key path and what was expected.
+    """
+    source = str(path) if path is not None else "<defaults>"
+    tree: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{source}: not valid YAML{where}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: <top level>: expected a mapping of keys")
+        tree = loaded
+    environ = os.environ if env is None else env
+    for name, key_path in ENV_VARS.items():
+        if environ.get(name):
+            _set_path(tree, key_path, environ[name])
+            source += f" + ${name}"
+    for key_path, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(tree, key_path, value)
+    try:
+        settings = Settings.model_validate(tree)
+    except ValidationError as exc:
+        lines = "; ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"{source}: {lines}") from None
+    _check_detectors(settings, source)
+    return settings
+
+
+def _check_detectors(settings: Settings, source: str) -> None:
+    """Build every configured River detector once so a bad parameter fails at start-up."""
+    from detector.core.detectors import build_detector
+
+    det = settings.detection
+    specs: list[tuple[str, DetectorSpec]] = [("detection.detector", det.detector)]
+    for model_name, model in det.models.items():
+        if model.detector is not None:
+            specs.append((f"detection.models.{model_name}.detector", model.detector))
+        for feature_name, feature in model.features.items():
+            if feature.detector is not None:
+                key = f"detection.models.{model_name}.features.{feature_name}.detector"
+                specs.append((key, feature.detector))
+    for key, spec in specs:
+        try:
+            build_detector(spec)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{source}: {key}.params: expected valid arguments for river.drift.{spec.name}"
+                f" ({exc})"
+            ) from None

@@ -1,0 +1,400 @@
+"""Per-partition detection state: raw records in, detections and rejections out. No I/O.
+
+One :class:`PartitionDetectors` holds every detector fed by one input partition, grouped by
+model and feature. Its changelog form is one entry per model (see :mod:`detector.core.state`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from detector.config import DetectionSettings
+from detector.core.events import InvalidEvent, PredictionEvent, parse_event
+from detector.core.records import BatchResult, Detection, InputRecord, Rejection
+from detector.core.state import StateFormatError, decode_model, encode_model
+from detector.core.trackers import CategoricalTracker, Hit, NumericTracker, RateTracker
+
+PREDICTION = "__prediction__"
+ERROR = "__error__"
+
+_NUMERIC = (int, float)
+_MAX_SIGNATURES = 256
+
+
+class FeatureMonitor:
+    """Missing rate plus value drift of one feature of one model."""
+
+    __slots__ = ("fingerprint", "kind", "last_seen_ms", "missing", "values")
+
+    def __init__(self, settings: DetectionSettings, model: str, name: str, kind: str | None) -> None:
+        spec = settings.feature_detector(model, name)
+        self.fingerprint = _fingerprint(settings, model, name)
+        self.kind = kind
+        self.last_seen_ms = 0
+        self.missing = RateTracker(spec, settings, "missing_rate")
+        self.values: NumericTracker | CategoricalTracker | None = None
+
+    def ensure_values(self, settings: DetectionSettings, model: str, name: str) -> None:
+        if self.values is None and self.kind is not None:
+            spec = settings.feature_detector(model, name)
+            drift_type = "prediction" if name == PREDICTION else ("error_rate" if name == ERROR else None)
+            tracker = NumericTracker if self.kind == "numeric" else CategoricalTracker
+            self.values = tracker(spec, settings, drift_type)
+
+    @property
+    def detector_count(self) -> int:
+        values = self.values
+        if values is None:
+            return 1
+        if isinstance(values, NumericTracker):
+            return 3
+        return 1 + max(1, len(values.detectors))
+
+
+class ModelState:
+    """All monitors of one model on one partition."""
+
+    def __init__(self) -> None:
+        self.features: dict[str, FeatureMonitor] = {}
+        self.signatures: set[tuple[tuple[str, ...], tuple[type, ...]]] = set()
+        self.prediction_kind: str | None = None
+        self.prediction: FeatureMonitor | None = None
+        self.error: RateTracker | None = None
+        self.latest_ms = 0
+        self.events = 0
+
+
+def _fingerprint(settings: DetectionSettings, model: str, name: str) -> str:
+    spec = settings.feature_detector(model, name)
+    return (
+        f"{spec.name}{sorted(spec.params.items())}/{settings.block_size}/{settings.reference_size}"
+        f"/{settings.window_size}/{settings.rearm_after}/{settings.max_categories}"
+        f"/{settings.min_category_share}/{settings.feature_kind(model, name)}"
+    )
+
+
+def _kind_of(value: object) -> str:
+    return "numeric" if type(value) in _NUMERIC else "categorical"
+
+
+def _categorical(value: object) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return value if isinstance(value, str) else repr(value)
+
+
+def _prediction_value(prediction: Any) -> float | int | str:
+    if isinstance(prediction, dict):
+        return max(prediction.items(), key=lambda item: (item[1], item[0]))[0]  # type: ignore[no-any-return]
+    return prediction  # type: ignore[no-any-return]
+
+
+class PartitionDetectors:
+    """All detectors fed by one input partition."""
+
+    def __init__(self, settings: DetectionSettings, topic: str, partition: int) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.partition = partition
+        self.models: dict[str, ModelState] = {}
+        self._dirty: set[str] = set()
+        self._max_bytes = 1 << 62
+
+    def set_max_message_bytes(self, limit: int) -> None:
+        self._max_bytes = limit
+
+    # -- processing ---------------------------------------------------------------------
+
+    def process(self, records: Sequence[InputRecord]) -> BatchResult:
+        """Process records of this partition in offset order."""
+        result = BatchResult()
+        groups: dict[str, list[tuple[InputRecord, PredictionEvent]]] = {}
+        for record in records:
+            try:
+                event = parse_event(record.value, self._max_bytes)
+                self._admit(event)
+            except InvalidEvent as exc:
+                result.rejections.append(Rejection(record, exc.reason, exc.detail))
+                continue
+            groups.setdefault(event.model, []).append((record, event))
+        for model, items in groups.items():
+            result.detections.extend(self._process_model(model, items))
+            result.processed[model] = len(items)
+            self._dirty.add(model)
+        if len(groups) > 1:
+            result.detections.sort(key=lambda d: d.offset)
+        return result
+
+    def _admit(self, event: PredictionEvent) -> None:
+        """Check limits and feature kinds; register new features. Raises InvalidEvent."""
+        settings = self.settings
+        state = self.models.get(event.model)
+        if state is None:
+            if len(self.models) >= settings.max_models:
+                raise InvalidEvent(
+                    "too_many_models",
+                    f"partition already tracks the maximum of {settings.max_models} models",
+                )
+            state = self.models[event.model] = ModelState()
+        prediction = _prediction_value(event.prediction)
+        kind = _kind_of(prediction)
+        if state.prediction_kind is None:
+            state.prediction_kind = kind
+        elif kind != state.prediction_kind:
+            raise InvalidEvent(
+                "feature_type_changed",
+                f"prediction was {state.prediction_kind}, this event has a {kind} value",
+            )
+        features = event.features
+        signature = (tuple(features), tuple(map(type, features.values())))
+        if signature in state.signatures:
+            return
+        ignored = settings.ignored(event.model)
+        known = state.features
+        new: dict[str, str | None] = {}
+        changes: dict[str, str] = {}
+        for name, value in features.items():
+            if name in ignored:
+                continue
+            monitor = known.get(name)
+            if value is None:
+                if monitor is None:
+                    new[name] = None
+                continue
+            value_kind = _kind_of(value)
+            configured = settings.feature_kind(event.model, name)
+            if configured == "categorical":
+                value_kind = "categorical"
+            elif configured == "numeric" and value_kind != "numeric":
+                raise InvalidEvent(
+                    "wrong_type", f"feature {name[:64]!r} is configured numeric, got a string"
+                )
+            current = monitor.kind if monitor is not None else new.get(name)
+            if current is None:
+                if monitor is None:
+                    new[name] = value_kind
+                else:
+                    changes[name] = value_kind
+            elif current != value_kind:
+                raise InvalidEvent(
+                    "feature_type_changed",
+                    f"feature {name[:64]!r} was {current}, this event has a {value_kind} value",
+                )
+        if new and len(known) + len(new) > settings.max_features_per_model:
+            raise InvalidEvent(
+                "too_many_features",
+                f"model already tracks the maximum of {settings.max_features_per_model} features",
+            )
+        for name, value_kind in new.items():
+            known[name] = FeatureMonitor(settings, event.model, name, value_kind)
+        for name, value_kind in changes.items():
+            known[name].kind = value_kind
+        if len(state.signatures) >= _MAX_SIGNATURES:
+            state.signatures.clear()
+        state.signatures.add(signature)
+
+    def _process_model(
+        self, model: str, items: list[tuple[InputRecord, PredictionEvent]]
+    ) -> list[Detection]:
+        settings = self.settings
+        state = self.models[model]
+        events = [event for _, event in items]
+        feats = [event.features for event in events]
+        times = [event.timestamp_ms for event in events]
+        hits: list[tuple[str, int, Hit]] = []
+        ttl_ms = int(settings.feature_ttl_s * 1000)
+        for name, monitor in state.features.items():
+            column = [f.get(name) for f in feats]
+            hits.extend(self._feed(model, name, monitor, column, times, ttl_ms))
+        predictions = [_prediction_value(event.prediction) for event in events]
+        if state.prediction is None:
+            state.prediction = FeatureMonitor(settings, model, PREDICTION, state.prediction_kind)
+        hits.extend(self._feed(model, PREDICTION, state.prediction, predictions, times, ttl_ms))
+        hits.extend(self._errors(model, state, events, predictions))
+        state.events += len(items)
+        state.latest_ms = max(state.latest_ms, times[-1])
+        if state.events % 1024 < len(items):
+            self._expire(state)
+        detections = [self._detection(model, name, items[index], hit) for name, index, hit in hits]
+        if len(detections) > 1:
+            detections.sort(key=lambda d: d.offset)
+        return detections
+
+    def _feed(
+        self,
+        model: str,
+        name: str,
+        monitor: FeatureMonitor,
+        column: list[Any],
+        times: list[int],
+        ttl_ms: int,
+    ) -> list[tuple[str, int, Hit]]:
+        out: list[tuple[str, int, Hit]] = []
+        if None in column:
+            flags = [v is None for v in column]
+            positions = [i for i, v in enumerate(column) if v is not None]
+            present = [column[i] for i in positions]
+        else:
+            flags = [False] * len(column)
+            positions = None
+            present = column
+        for hit in monitor.missing.update(flags):
+            out.append((name, hit.index, hit))
+        if not present:
+            return out
+        first = 0 if positions is None else positions[0]
+        if monitor.last_seen_ms and times[first] - monitor.last_seen_ms > ttl_ms:
+            # Not seen for longer than the TTL: start over, as if never seen.
+            monitor.values = None
+        monitor.last_seen_ms = times[-1] if positions is None else times[positions[-1]]
+        monitor.ensure_values(self.settings, model, name)
+        values = monitor.values
+        if values is None:
+            return out
+        if isinstance(values, NumericTracker):
+            found = values.update(np.asarray(present, dtype=np.float64))
+        else:
+            found = values.update([_categorical(v) for v in present])
+        for hit in found:
+            index = hit.index if positions is None else positions[hit.index]
+            out.append((name, index, hit))
+        return out
+
+    def _errors(
+        self,
+        model: str,
+        state: ModelState,
+        events: list[PredictionEvent],
+        predictions: list[float | int | str],
+    ) -> list[tuple[str, int, Hit]]:
+        labelled = [i for i, event in enumerate(events) if event.label is not None]
+        if not labelled:
+            return []
+        if state.error is None:
+            spec = self.settings.feature_detector(model, ERROR)
+            state.error = RateTracker(spec, self.settings, "error_rate")
+        flags = [_categorical(predictions[i]) != _categorical(events[i].label) for i in labelled]
+        if state.prediction_kind == "numeric":
+            # Regression: an error is a miss by more than 10% of the label's magnitude.
+            flags = [_regression_miss(predictions[i], events[i].label) for i in labelled]
+        return [(ERROR, labelled[hit.index], hit) for hit in state.error.update(flags)]
+
+    def _expire(self, state: ModelState) -> None:
+        horizon = state.latest_ms - int(self.settings.feature_ttl_s * 1000)
+        stale = [
+            name
+            for name, monitor in state.features.items()
+            if monitor.last_seen_ms and monitor.last_seen_ms < horizon
+        ]
+        for name in stale:
+            del state.features[name]
+        if stale:
+            state.signatures.clear()
+
+    def _detection(
+        self, model: str, feature: str, item: tuple[InputRecord, PredictionEvent], hit: Hit
+    ) -> Detection:
+        record, event = item
+        settings = self.settings
+        effect = hit.effect
+        severity = "critical" if effect is None or effect >= settings.critical_effect else "warning"
+        evidence = dict(hit.evidence)
+        evidence["statistic"] = hit.statistic
+        evidence["effect_size"] = effect
+        detector = {**hit.detector, "block_size": settings.block_size}
+        shown = "n/a" if effect is None else f"{effect:.2f}"
+        summary = (
+            f"{hit.drift_type} drift on {model}/{feature}: {hit.description} "
+            f"(effect {shown}, {hit.detector['name']})"
+        )
+        return Detection(
+            model=model,
+            model_version=event.model_version,
+            feature=feature,
+            drift_type=hit.drift_type,
+            detector=detector,
+            severity=severity,
+            detected_at_ms=event.timestamp_ms,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            event_id=event.event_id,
+            evidence=evidence,
+            summary=summary,
+        )
+
+    # -- state ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Changelog entries (key -> value) for every model changed since the last snapshot."""
+        entries = {model: encode_model(self.models[model]) for model in sorted(self._dirty)}
+        self._dirty.clear()
+        return entries
+
+    @classmethod
+    def restore(
+        cls,
+        settings: DetectionSettings,
+        topic: str,
+        partition: int,
+        entries: Mapping[str, bytes],
+    ) -> PartitionDetectors:
+        """Rebuild from the latest changelog entry per key; raises StateFormatError."""
+        restored = cls(settings, topic, partition)
+        for model, blob in entries.items():
+            state = decode_model(blob, model)
+            if not isinstance(state, ModelState):
+                raise StateFormatError(f"changelog entry for model {model!r} is not model state")
+            restored.models[model] = state
+        restored.reconfigure(settings)
+        return restored
+
+    def reconfigure(self, settings: DetectionSettings) -> int:
+        """Adopt new settings, keeping every feature whose detection settings are unchanged.
+
+        Returns how many feature monitors were reset.
+        """
+        self.settings = settings
+        reset = 0
+        for model, state in self.models.items():
+            state.signatures.clear()
+            ignored = settings.ignored(model)
+            for name in list(state.features):
+                monitor = state.features[name]
+                if name in ignored:
+                    del state.features[name]
+                    reset += 1
+                elif monitor.fingerprint != _fingerprint(settings, model, name):
+                    state.features[name] = FeatureMonitor(settings, model, name, monitor.kind)
+                    reset += 1
+            prediction = state.prediction
+            if prediction is not None and prediction.fingerprint != _fingerprint(
+                settings, model, PREDICTION
+            ):
+                state.prediction = FeatureMonitor(settings, model, PREDICTION, prediction.kind)
+                reset += 1
+        return reset
+
+    @property
+    def active_detectors(self) -> int:
+        total = 0
+        for state in self.models.values():
+            total += sum(monitor.detector_count for monitor in state.features.values())
+            total += state.prediction.detector_count if state.prediction is not None else 0
+            total += 1 if state.error is not None else 0
+        return total
+
+
+def _regression_miss(prediction: object, label: object) -> bool:
+    if type(prediction) not in _NUMERIC or type(label) not in _NUMERIC:
+        return _categorical(prediction) != _categorical(label)
+    p, y = float(prediction), float(label)  # type: ignore[arg-type]
+    return abs(p - y) > 0.1 * max(abs(y), 1e-12)
+
+
+__all__ = ["PartitionDetectors", "StateFormatError"]

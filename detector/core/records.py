@@ -1,0 +1,58 @@
+"""Plain data that crosses the boundary between the Kafka shell and the pure core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    """One message of the input topic, as the shell hands it to the core."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    timestamp_ms: int | None = None  # the Kafka record timestamp, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An input record the core could not process; it goes to the dead-letter topic.
+
+    ``reason`` is a short stable code (see ``detector.core.events.REASONS``), safe as a
+    metric label; ``detail`` is a human sentence.
+    """
+
+    record: InputRecord
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """A drift detected at one event: everything an alert needs except emission time."""
+
+    model: str
+    model_version: str | None
+    feature: str
+    drift_type: str
+    detector: dict[str, Any]
+    severity: str
+    detected_at_ms: int
+    topic: str
+    partition: int
+    offset: int
+    event_id: str
+    evidence: dict[str, Any]
+    summary: str
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What processing a batch of records produced, in input order."""
+
+    detections: list[Detection] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    processed: dict[str, int] = field(default_factory=dict)  # model -> events processed

@@ -1,0 +1,399 @@
+"""Trackers: one feature's values in, drift hits out. Pure, deterministic, picklable.
+
+Every tracker feeds River detectors with *block means*: the mean of a statistic over
+``block_size`` consecutive observations. Blocks are counted per tracker, never per Kafka
+batch, so the same stream gives the same detections however it is batched.
+
+* :class:`RateTracker` - the rate of a 0/1 flag (missing values, classification errors).
+* :class:`NumericTracker` - numbers, rank-transformed against a reference sample, so that
+  under no drift every feature, whatever its shape, yields Uniform(0, 1) values ``u``.
+  One detector watches the mean of ``u`` (location), one the mean of ``|2u - 1|`` (spread).
+* :class:`CategoricalTracker` - one detector per frequent reference category (and one for
+  all the others) on the block share of that category.
+
+After a detection the tracker re-learns its reference from the next observations, and a
+detection of the same drift type within ``rearm_after`` observations of the previous one
+is counted as the same change (``suppressed``) rather than alerted again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from detector.config import DetectionSettings, DetectorSpec
+from detector.core.detectors import Detector, build_detector
+from detector.core.summaries import (
+    categorical_summary,
+    category_frequencies,
+    mean_effect,
+    numeric_summary,
+    spread_effect,
+    total_variation,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A detection inside a batch: ``index`` into the values the tracker was given."""
+
+    index: int
+    drift_type: str
+    statistic: str
+    detector: dict[str, Any]
+    effect: float | None
+    evidence: dict[str, Any]
+    description: str
+
+
+class _Rearm:
+    """Once-per-change bookkeeping per drift type, in tracker observations."""
+
+    __slots__ = ("last", "window")
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.last: dict[str, int] = {}
+
+    def fresh(self, drift_type: str, at: int) -> bool:
+        previous = self.last.get(drift_type)
+        self.last[drift_type] = at
+        return previous is None or at - previous > self.window
+
+
+def block_scale(k: int) -> float:
+    """Detectors see ``sum(block) / sqrt(k)``: the block mean scaled back to the spread of a
+    single observation, so that ADWIN's range term (which assumes values in [0, 1]) does
+    not make blocks k times slower to detect. Under no drift the scaled block means are
+    nearly normal with the variance of one observation."""
+    return 1.0 / math.sqrt(k)
+
+
+class RateTracker:
+    """Rate of a 0/1 flag per observation (missing value, wrong prediction)."""
+
+    def __init__(self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str) -> None:
+        self.k = settings.block_size
+        self.scale = block_scale(self.k)
+        self.drift_type = drift_type
+        self.detector: Detector = build_detector(spec)
+        self.ref_blocks = max(1, settings.reference_size // self.k)
+        self.reference: list[int] = []  # flag counts of the first blocks
+        self.recent: deque[int] = deque(maxlen=max(1, settings.window_size // self.k))
+        self.carry: list[bool] = []
+        self.seen = 0
+        self.rearm = _Rearm(settings.rearm_after)
+
+    def update(self, flags: Sequence[bool]) -> list[Hit]:
+        k = self.k
+        carry = self.carry
+        hits: list[Hit] = []
+        start = 0
+        n = len(flags)
+        base = self.seen
+        self.seen += n
+        if carry:
+            need = k - len(carry)
+            if n < need:
+                carry.extend(flags)
+                return hits
+            block = [*carry, *flags[:need]]
+            carry.clear()
+            start = need
+            hit = self._block(sum(block), need - 1, base + need)
+            if hit:
+                hits.append(hit)
+        step = self.detector.step
+        scale = self.scale
+        while start + k <= n:
+            count = sum(flags[start : start + k])
+            start += k
+            if len(self.reference) < self.ref_blocks:
+                self.reference.append(count)
+            self.recent.append(count)
+            if step(count * scale):
+                hit = self._hit(start - 1, base + start)
+                if hit:
+                    hits.append(hit)
+        if start < n:
+            carry.extend(flags[start:])
+        return hits
+
+    def _block(self, count: int, index: int, at: int) -> Hit | None:
+        if len(self.reference) < self.ref_blocks:
+            self.reference.append(count)
+        self.recent.append(count)
+        if self.detector.step(count * self.scale):
+            return self._hit(index, at)
+        return None
+
+    def _hit(self, index: int, at: int) -> Hit | None:
+        ref_rate = sum(self.reference) / (len(self.reference) * self.k)
+        cur_rate = sum(self.recent) / (len(self.recent) * self.k)
+        # Re-learn the reference from what follows.
+        self.reference = []
+        self.recent.clear()
+        if not self.rearm.fresh(self.drift_type, at):
+            return None
+        effect = abs(cur_rate - ref_rate) / 0.2
+        what = "missing rate" if self.drift_type == "missing_rate" else "error rate"
+        return Hit(
+            index=index,
+            drift_type=self.drift_type,
+            statistic="rate",
+            detector=self.detector.describe(),
+            effect=round(effect, 6),
+            evidence={
+                "reference": {"rate": round(ref_rate, 6)},
+                "current": {"rate": round(cur_rate, 6)},
+            },
+            description=f"{what} {ref_rate:.1%} -> {cur_rate:.1%}",
+        )
+
+
+class NumericTracker:
+    """Location and spread of a numeric stream, shape-free through a reference rank transform."""
+
+    def __init__(self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str | None) -> None:
+        self.k = settings.block_size
+        self.scale = block_scale(self.k)
+        self.spec = spec
+        self.ref_size = settings.reference_size
+        self.drift_type = drift_type  # None: "mean"/"variance"; else e.g. "prediction"
+        self.building: list[float] = []
+        self.reference: np.ndarray | None = None
+        self.recent: deque[float] = deque(maxlen=settings.window_size)
+        self.carry_u: list[float] = []
+        self.carry_s: list[float] = []
+        self.mean_det: Detector = build_detector(spec)
+        self.spread_det: Detector = build_detector(spec)
+        self.seen = 0
+        self.rearm = _Rearm(settings.rearm_after)
+
+    def update(self, values: np.ndarray) -> list[Hit]:
+        hits: list[Hit] = []
+        pos = 0
+        n = int(values.size)
+        while pos < n:
+            if self.reference is None:
+                take = min(self.ref_size - len(self.building), n - pos)
+                self.building.extend(values[pos : pos + take].tolist())
+                pos += take
+                if len(self.building) >= self.ref_size:
+                    self.reference = np.sort(np.asarray(self.building, dtype=np.float64))
+                    self.building = []
+                continue
+            consumed, hit = self._detect(values, pos)
+            pos += consumed
+            if hit is not None:
+                hits.append(hit)
+        self.recent.extend(values.tolist())
+        self.seen += n
+        return hits
+
+    def _detect(self, values: np.ndarray, pos: int) -> tuple[int, Hit | None]:
+        """Feed values[pos:] until the end or the first detection; return how many were used."""
+        ref = self.reference
+        assert ref is not None
+        chunk = values[pos:]
+        u = (np.searchsorted(ref, chunk, "left") + np.searchsorted(ref, chunk, "right")) / (
+            2.0 * ref.size
+        )
+        s = np.abs(2.0 * u - 1.0)
+        k = self.k
+        cu = [*self.carry_u, *u.tolist()]
+        cs = [*self.carry_s, *s.tolist()]
+        offset = len(self.carry_u)  # cu[i] is values[pos + i - offset]
+        mean_step = self.mean_det.step
+        spread_step = self.spread_det.step
+        scale = self.scale
+        end = 0
+        while end + k <= len(cu):
+            mu = math.fsum(cu[end : end + k]) * scale
+            ms = math.fsum(cs[end : end + k]) * scale
+            end += k
+            fired_mean = mean_step(mu)
+            fired_spread = spread_step(ms)
+            if fired_mean or fired_spread:
+                used = end - offset
+                index = pos + used - 1
+                hit = self._hit(values, index, fired_mean, cu[max(0, end - 512) : end])
+                self.carry_u, self.carry_s = [], []
+                return used, hit
+        self.carry_u = cu[end:]
+        self.carry_s = cs[end:]
+        return len(chunk), None
+
+    def _hit(self, values: np.ndarray, index: int, fired_mean: bool, recent_u: list[float]) -> Hit | None:
+        ref = self.reference
+        assert ref is not None
+        window = self.recent.maxlen or 1
+        # The current window: the last `window` values up to and including the trigger.
+        in_batch = values[: index + 1]
+        tail = in_batch[-window:]
+        older = list(self.recent)[-(window - tail.size) :] if tail.size < window else []
+        current = np.concatenate([np.asarray(older, dtype=np.float64), tail])
+        # Classify: the location moved if the recent u mean left 1/2 clearly.
+        located = fired_mean or abs(math.fsum(recent_u) / max(1, len(recent_u)) - 0.5) > 0.05
+        statistic = "mean" if located else "variance"
+        effect = mean_effect(ref, current) if located else spread_effect(ref, current)
+        drift_type = self.drift_type or statistic
+        detector = (self.mean_det if fired_mean else self.spread_det).describe()
+        at = self.seen + index + 1
+        # Re-learn the reference from the values after the trigger; fresh detectors.
+        self.reference = None
+        self.building = []
+        self.mean_det = build_detector(self.spec)
+        self.spread_det = build_detector(self.spec)
+        # The window must hold values up to the trigger only; the caller extends the rest.
+        if not self.rearm.fresh(drift_type, at):
+            return None
+        ref_mean, cur_mean = float(ref.mean()), float(current.mean())
+        ref_sd, cur_sd = float(ref.std()), float(current.std())
+        if located:
+            description = f"mean {ref_mean:.4g} -> {cur_mean:.4g}"
+        else:
+            description = f"std {ref_sd:.4g} -> {cur_sd:.4g} at mean {cur_mean:.4g}"
+        return Hit(
+            index=index,
+            drift_type=drift_type,
+            statistic=statistic,
+            detector=detector,
+            effect=None if effect is None else round(effect, 6),
+            evidence={
+                "reference": numeric_summary(ref, None),
+                "current": numeric_summary(current, None),
+            },
+            description=description,
+        )
+
+
+class CategoricalTracker:
+    """Shares of the frequent reference categories, plus one share for all others."""
+
+    OTHER = "__other__"
+
+    def __init__(self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str | None) -> None:
+        self.k = settings.block_size
+        self.scale = block_scale(self.k)
+        self.spec = spec
+        self.settings = settings
+        self.ref_size = settings.reference_size
+        self.drift_type = drift_type or "categorical"
+        self.building: list[str] = []
+        self.ref_counts: Counter[str] | None = None
+        self.codes: dict[str, int] = {}
+        self.detectors: list[Detector] = []
+        self.recent: deque[str] = deque(maxlen=settings.window_size)
+        self.carry: list[int] = []
+        self.seen = 0
+        self.rearm = _Rearm(settings.rearm_after)
+
+    def _learn(self) -> None:
+        counts = Counter(self.building)
+        total = len(self.building)
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        frequent = [
+            name for name, n in ranked if n / total >= self.settings.min_category_share
+        ][: self.settings.max_categories]
+        self.codes = {name: i for i, name in enumerate(frequent)}
+        self.detectors = [build_detector(self.spec) for _ in range(len(frequent) + 1)]
+        self.ref_counts = counts
+        self.building = []
+
+    def update(self, values: list[str]) -> list[Hit]:
+        hits: list[Hit] = []
+        pos = 0
+        n = len(values)
+        while pos < n:
+            if self.ref_counts is None:
+                take = min(self.ref_size - len(self.building), n - pos)
+                self.building.extend(values[pos : pos + take])
+                pos += take
+                if len(self.building) >= self.ref_size:
+                    self._learn()
+                continue
+            consumed, hit = self._detect(values, pos)
+            pos += consumed
+            if hit is not None:
+                hits.append(hit)
+        self.recent.extend(values)
+        self.seen += n
+        return hits
+
+    def _detect(self, values: list[str], pos: int) -> tuple[int, Hit | None]:
+        other = len(self.codes)
+        get = self.codes.get
+        codes = [*self.carry, *(get(v, other) for v in values[pos:])]
+        offset = len(self.carry)
+        k = self.k
+        width = other + 1
+        scale = self.scale
+        end = 0
+        while end + k <= len(codes):
+            counts = [0] * width
+            for code in codes[end : end + k]:
+                counts[code] += 1
+            end += k
+            fired = -1
+            for code, det in enumerate(self.detectors):
+                if det.step(counts[code] * scale) and fired < 0:
+                    fired = code
+            if fired >= 0:
+                used = end - offset
+                index = pos + used - 1
+                hit = self._hit(values, index, fired)
+                self.carry = []
+                return used, hit
+        self.carry = codes[end:]
+        return len(values) - pos, None
+
+    def _hit(self, values: list[str], index: int, fired: int) -> Hit | None:
+        ref_counts = self.ref_counts
+        assert ref_counts is not None
+        window = self.recent.maxlen or 1
+        tail = values[max(0, index + 1 - window) : index + 1]
+        older = list(self.recent)[-(window - len(tail)) :] if len(tail) < window else []
+        current = Counter([*older, *tail])
+        names = {code: name for name, code in self.codes.items()}
+        category = names.get(fired, self.OTHER)
+        detector = self.detectors[fired].describe()
+        at = self.seen + index + 1
+        tvd = total_variation(ref_counts, current)
+        ref_freq = category_frequencies(ref_counts)
+        cur_freq = category_frequencies(current)
+        self.ref_counts = None
+        self.building = []
+        if not self.rearm.fresh(self.drift_type, at):
+            return None
+        before = _share(ref_counts, category, self.codes)
+        after = _share(current, category, self.codes)
+        return Hit(
+            index=index,
+            drift_type=self.drift_type,
+            statistic="share",
+            detector=detector,
+            effect=round(tvd / 0.3, 6),
+            evidence={
+                "reference": {"count": sum(ref_counts.values()), "frequencies": ref_freq},
+                "current": {"count": sum(current.values()), "frequencies": cur_freq},
+                "category": category,
+                "total_variation": round(tvd, 6),
+            },
+            description=f"share of {category!r} {before:.1%} -> {after:.1%}",
+        )
+
+
+def _share(counts: Counter[str], category: str, codes: dict[str, int]) -> float:
+    total = sum(counts.values()) or 1
+    if category != CategoricalTracker.OTHER:
+        return counts[category] / total
+    return sum(n for name, n in counts.items() if name not in codes) / total
+
+
+__all__ = ["CategoricalTracker", "Hit", "NumericTracker", "RateTracker", "categorical_summary"]
