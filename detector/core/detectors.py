@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from river import drift
+from river.base import DriftDetector
 
 if TYPE_CHECKING:
     from detector.config import DetectorSpec
 
 #: Detectors that accept real-valued input, by the name used in config files.
-KNOWN_DETECTORS: dict[str, type[drift.base.DriftDetector]] = {
+KNOWN_DETECTORS: dict[str, type[DriftDetector]] = {
     "ADWIN": drift.ADWIN,
     "PageHinkley": drift.PageHinkley,
     "KSWIN": drift.KSWIN,
@@ -35,7 +36,7 @@ class RiverDetector:
 
     __slots__ = ("_det", "_name")
 
-    def __init__(self, name: str, det: drift.base.DriftDetector) -> None:
+    def __init__(self, name: str, det: DriftDetector) -> None:
         self._name = name
         self._det = det
 
@@ -63,7 +64,7 @@ class AdwinFast:
 
     def step(self, x: float) -> bool:
         if self._detected:
-            self._adwin._reset()
+            self._adwin._reset()  # type: ignore[no-untyped-call]
             self._update = self._adwin._helper.update
         self._detected = bool(self._update(x))
         return self._detected
@@ -85,5 +86,7 @@ def build_detector(spec: DetectorSpec) -> Detector:
     cls = KNOWN_DETECTORS[spec.name]
     instance = cls(**spec.params)
     if isinstance(instance, drift.ADWIN):
+        if not 0.0 < instance.delta < 1.0:
+            raise ValueError(f"ADWIN delta must be in (0, 1), got {instance.delta!r}")
         return AdwinFast(instance)
     return RiverDetector(spec.name, instance)

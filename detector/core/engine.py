@@ -29,7 +29,9 @@ class FeatureMonitor:
 
     __slots__ = ("fingerprint", "kind", "last_seen_ms", "missing", "values")
 
-    def __init__(self, settings: DetectionSettings, model: str, name: str, kind: str | None) -> None:
+    def __init__(
+        self, settings: DetectionSettings, model: str, name: str, kind: str | None
+    ) -> None:
         spec = settings.feature_detector(model, name)
         self.fingerprint = _fingerprint(settings, model, name)
         self.kind = kind
@@ -40,7 +42,9 @@ class FeatureMonitor:
     def ensure_values(self, settings: DetectionSettings, model: str, name: str) -> None:
         if self.values is None and self.kind is not None:
             spec = settings.feature_detector(model, name)
-            drift_type = "prediction" if name == PREDICTION else ("error_rate" if name == ERROR else None)
+            drift_type = (
+                "prediction" if name == PREDICTION else ("error_rate" if name == ERROR else None)
+            )
             tracker = NumericTracker if self.kind == "numeric" else CategoricalTracker
             self.values = tracker(spec, settings, drift_type)
 

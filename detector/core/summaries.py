@@ -16,16 +16,26 @@ def _r(value: float) -> float | None:
     return None if not math.isfinite(value) else round(float(value), 6)
 
 
-def numeric_summary(values: Sequence[float] | np.ndarray, missing_rate: float | None) -> dict[str, Any]:
+def numeric_summary(
+    values: Sequence[float] | np.ndarray, missing_rate: float | None
+) -> dict[str, Any]:
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:
-        return {"count": 0, "mean": None, "std": None, "quantiles": {}, "missing_rate": missing_rate}
+        return {
+            "count": 0,
+            "mean": None,
+            "std": None,
+            "quantiles": {},
+            "missing_rate": missing_rate,
+        }
     qs = np.quantile(arr, QUANTILES)
     return {
         "count": int(arr.size),
         "mean": _r(float(arr.mean())),
         "std": _r(float(arr.std())),
-        "quantiles": {f"p{round(q * 100):02d}": _r(float(v)) for q, v in zip(QUANTILES, qs, strict=True)},
+        "quantiles": {
+            f"p{round(q * 100):02d}": _r(float(v)) for q, v in zip(QUANTILES, qs, strict=True)
+        },
         "missing_rate": None if missing_rate is None else _r(missing_rate),
     }
 

@@ -159,7 +159,9 @@ class RateTracker:
 class NumericTracker:
     """Location and spread of a numeric stream, shape-free through a reference rank transform."""
 
-    def __init__(self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str | None) -> None:
+    def __init__(
+        self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str | None
+    ) -> None:
         self.k = settings.block_size
         self.scale = block_scale(self.k)
         self.spec = spec
@@ -229,7 +231,9 @@ class NumericTracker:
         self.carry_s = cs[end:]
         return len(chunk), None
 
-    def _hit(self, values: np.ndarray, index: int, fired_mean: bool, recent_u: list[float]) -> Hit | None:
+    def _hit(
+        self, values: np.ndarray, index: int, fired_mean: bool, recent_u: list[float]
+    ) -> Hit | None:
         ref = self.reference
         assert ref is not None
         window = self.recent.maxlen or 1
@@ -278,7 +282,9 @@ class CategoricalTracker:
 
     OTHER = "__other__"
 
-    def __init__(self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str | None) -> None:
+    def __init__(
+        self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str | None
+    ) -> None:
         self.k = settings.block_size
         self.scale = block_scale(self.k)
         self.spec = spec
@@ -298,9 +304,9 @@ class CategoricalTracker:
         counts = Counter(self.building)
         total = len(self.building)
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        frequent = [
-            name for name, n in ranked if n / total >= self.settings.min_category_share
-        ][: self.settings.max_categories]
+        frequent = [name for name, n in ranked if n / total >= self.settings.min_category_share][
+            : self.settings.max_categories
+        ]
         self.codes = {name: i for i, name in enumerate(frequent)}
         self.detectors = [build_detector(self.spec) for _ in range(len(frequent) + 1)]
         self.ref_counts = counts

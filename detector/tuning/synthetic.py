@@ -48,7 +48,9 @@ STANDARD_FEATURES: tuple[FeatureShape, ...] = (
     FeatureShape("txn_count", "poisson"),
     FeatureShape("utilisation", "bounded"),
     FeatureShape("latency", "heavy"),
-    FeatureShape("country", "categorical", 0.01, ("DE", "FR", "GB", "NL", "ES"), (0.4, 0.25, 0.2, 0.1, 0.05)),
+    FeatureShape(
+        "country", "categorical", 0.01, ("DE", "FR", "GB", "NL", "ES"), (0.4, 0.25, 0.2, 0.1, 0.05)
+    ),
     FeatureShape("channel", "categorical", 0.0, ("web", "app", "pos"), (0.5, 0.3, 0.2)),
 )
 
@@ -126,7 +128,9 @@ def generate(spec: StreamSpec) -> Iterator[dict[str, Any]]:
             values = raw.tolist()
         for d in drifts:
             if d.kind == "missing_rate":
-                missing_p = missing_p + (0.25 - missing_p) * np.array([d.weight(i) for i in range(n)])
+                missing_p = missing_p + (0.25 - missing_p) * np.array(
+                    [d.weight(i) for i in range(n)]
+                )
         miss = rng.random(n) < missing_p
         columns[shape.name] = [None if m else v for v, m in zip(values, miss, strict=True)]
     logits = rng.normal(0.0, 1.0, n)
