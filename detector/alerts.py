@@ -66,7 +66,6 @@ def alert_line(alert: dict[str, Any]) -> str:
     """One readable line for a terminal (the demo, `detector tail`)."""
     trig = alert["trigger"]
     return (
-        f"{alert['detected_at']}  {alert['severity'].upper():8} {alert['model']}/"
-        f"{alert['feature']} [{alert['drift_type']}] {alert['summary']} "
-        f"(p{trig['partition']}@{trig['offset']})"
+        f"{alert['detected_at']}  {alert['severity'].upper():8} {alert['summary']} "
+        f"[p{trig['partition']}@{trig['offset']}]"
     )

@@ -50,7 +50,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from detector.kafka.runner import Sidecar
     from detector.log import configure_logging
 
+    from detector.ops.runtime import tune_gc
+
     configure_logging(settings.log)
+    tune_gc()
     sidecar = Sidecar(settings, config_path=args.config)
 
     def _stop(signum: int, frame: object) -> None:
@@ -92,7 +95,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     from detector.tuning.cli import replay_file
 
-    return replay_file(args.file, args.config)
+    return replay_file(args.file, args.config, json_out=args.json)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -117,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="replay a JSON-lines file of events through the core")
     replay.add_argument("file")
     replay.add_argument("--config")
+    replay.add_argument("--json", action="store_true", help="print alerts as JSON lines")
     replay.set_defaults(func=_cmd_replay)
     bench = sub.add_parser("bench", help="measure throughput on the embedded broker")
     bench.add_argument("--output", default="docs/benchmarks.md")

@@ -80,6 +80,21 @@ def _fingerprint(settings: DetectionSettings, model: str, name: str) -> str:
     )
 
 
+_STR_ONLY = frozenset((str,))
+
+
+def _columns(feats: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Transpose feature dicts into columns in C when every event has the same keys in the
+    same order (the usual case); otherwise return {} and let the caller look values up."""
+    keys = tuple(feats[0])
+    for f in feats:
+        if len(f) != len(keys):
+            return {}
+    if any(tuple(f) != keys for f in feats):
+        return {}
+    return dict(zip(keys, map(list, zip(*(f.values() for f in feats), strict=True)), strict=True))
+
+
 def _kind_of(value: object) -> str:
     return "numeric" if type(value) in _NUMERIC else "categorical"
 
@@ -212,8 +227,11 @@ class PartitionDetectors:
         times = [event.timestamp_ms for event in events]
         hits: list[tuple[str, int, Hit]] = []
         ttl_ms = int(settings.feature_ttl_s * 1000)
+        columns = _columns(feats)
         for name, monitor in state.features.items():
-            column = [f.get(name) for f in feats]
+            column = columns.get(name)
+            if column is None:
+                column = [f.get(name) for f in feats]
             hits.extend(self._feed(model, name, monitor, column, times, ttl_ms))
         predictions = [_prediction_value(event.prediction) for event in events]
         if state.prediction is None:
@@ -239,33 +257,42 @@ class PartitionDetectors:
         ttl_ms: int,
     ) -> list[tuple[str, int, Hit]]:
         out: list[tuple[str, int, Hit]] = []
-        if None in column:
+        positions: Any = None
+        if monitor.kind == "numeric":
+            # None becomes NaN here; events never carry NaN (the parser rejects it).
+            present: Any = np.array(column, dtype=np.float64)
+            flags: Any = np.isnan(present)
+            if flags.any():
+                positions = np.flatnonzero(~flags)
+                present = present[positions]
+        elif None in column:
             flags = [v is None for v in column]
             positions = [i for i, v in enumerate(column) if v is not None]
             present = [column[i] for i in positions]
         else:
-            flags = [False] * len(column)
-            positions = None
+            flags = np.zeros(len(column), dtype=np.int64)
             present = column
         for hit in monitor.missing.update(flags):
             out.append((name, hit.index, hit))
-        if not present:
+        if not len(present):
             return out
-        first = 0 if positions is None else positions[0]
+        first = 0 if positions is None else int(positions[0])
         if monitor.last_seen_ms and times[first] - monitor.last_seen_ms > ttl_ms:
             # Not seen for longer than the TTL: start over, as if never seen.
             monitor.values = None
-        monitor.last_seen_ms = times[-1] if positions is None else times[positions[-1]]
+        monitor.last_seen_ms = times[-1] if positions is None else times[int(positions[-1])]
         monitor.ensure_values(self.settings, model, name)
         values = monitor.values
         if values is None:
             return out
         if isinstance(values, NumericTracker):
             found = values.update(np.asarray(present, dtype=np.float64))
+        elif _STR_ONLY.issuperset(map(type, present)):
+            found = values.update(present)
         else:
             found = values.update([_categorical(v) for v in present])
         for hit in found:
-            index = hit.index if positions is None else positions[hit.index]
+            index = hit.index if positions is None else int(positions[hit.index])
             out.append((name, index, hit))
         return out
 

@@ -46,7 +46,7 @@ class InvalidEvent(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PredictionEvent:
     event_id: str
     model: str
@@ -87,6 +87,8 @@ def _diagnose(raw: bytes) -> InvalidEvent:
 
 
 def _timestamp_ms(value: Any) -> int:
+    if type(value) is int and 0 <= value < 253402300800000:
+        return value
     if isinstance(value, bool):
         raise InvalidEvent("wrong_type", "timestamp must be an RFC 3339 string or epoch ms")
     if isinstance(value, int | float):
@@ -113,11 +115,11 @@ def _required_str(doc: dict[str, Any], key: str) -> str:
     return value
 
 
-_FEATURE_TYPES = (float, int, str, bool, type(None))
+_FEATURE_TYPES = frozenset((float, int, str, bool, type(None)))
 
 
 def _check_prediction(value: Any) -> Prediction:
-    if isinstance(value, str | int | float):
+    if type(value) is float or isinstance(value, str | int):
         return value
     if isinstance(value, dict) and value:
         for name, prob in value.items():
@@ -159,12 +161,13 @@ def parse_event(value: bytes | None, max_bytes: int = 1_048_576) -> PredictionEv
         raise InvalidEvent("missing_field", "required field 'features' is missing")
     if not isinstance(features, dict):
         raise InvalidEvent("wrong_type", "'features' must be an object")
-    for name, item in features.items():
-        if type(item) not in _FEATURE_TYPES:
-            raise InvalidEvent(
-                "wrong_type",
-                f"feature {name[:64]!r} must be a number, string, boolean or null",
-            )
+    if not _FEATURE_TYPES.issuperset(map(type, features.values())):
+        for name, item in features.items():
+            if type(item) not in _FEATURE_TYPES:
+                raise InvalidEvent(
+                    "wrong_type",
+                    f"feature {name[:64]!r} must be a number, string, boolean or null",
+                )
     if "prediction" not in doc:
         raise InvalidEvent("missing_field", "required field 'prediction' is missing")
     prediction = _check_prediction(doc["prediction"])

@@ -66,6 +66,9 @@ class _Rearm:
         return previous is None or at - previous > self.window
 
 
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
 def block_scale(k: int) -> float:
     """Detectors see ``sum(block) / sqrt(k)``: the block mean scaled back to the spread of a
     single observation, so that ADWIN's range term (which assumes values in [0, 1]) does
@@ -85,52 +88,37 @@ class RateTracker:
         self.ref_blocks = max(1, settings.reference_size // self.k)
         self.reference: list[int] = []  # flag counts of the first blocks
         self.recent: deque[int] = deque(maxlen=max(1, settings.window_size // self.k))
-        self.carry: list[bool] = []
+        self.carry = _EMPTY
         self.seen = 0
         self.rearm = _Rearm(settings.rearm_after)
 
-    def update(self, flags: Sequence[bool]) -> list[Hit]:
+    def update(self, flags: np.ndarray | Sequence[bool]) -> list[Hit]:
+        """Feed flags (true: the observation counts); hits are indexed into ``flags``."""
         k = self.k
-        carry = self.carry
-        hits: list[Hit] = []
-        start = 0
-        n = len(flags)
+        arr = np.asarray(flags, dtype=np.int64)
         base = self.seen
-        self.seen += n
-        if carry:
-            need = k - len(carry)
-            if n < need:
-                carry.extend(flags)
-                return hits
-            block = [*carry, *flags[:need]]
-            carry.clear()
-            start = need
-            hit = self._block(sum(block), need - 1, base + need)
-            if hit:
-                hits.append(hit)
+        self.seen += int(arr.size)
+        held = int(self.carry.size)
+        if held:
+            arr = np.concatenate((self.carry, arr))
+        blocks = arr.size // k
+        self.carry = arr[blocks * k :]
+        if not blocks:
+            return []
+        counts = arr[: blocks * k].reshape(blocks, k).sum(axis=1).tolist()
+        hits: list[Hit] = []
         step = self.detector.step
         scale = self.scale
-        while start + k <= n:
-            count = sum(flags[start : start + k])
-            start += k
+        for i, count in enumerate(counts):
             if len(self.reference) < self.ref_blocks:
                 self.reference.append(count)
             self.recent.append(count)
             if step(count * scale):
-                hit = self._hit(start - 1, base + start)
+                used = (i + 1) * k - held
+                hit = self._hit(used - 1, base + used)
                 if hit:
                     hits.append(hit)
-        if start < n:
-            carry.extend(flags[start:])
         return hits
-
-    def _block(self, count: int, index: int, at: int) -> Hit | None:
-        if len(self.reference) < self.ref_blocks:
-            self.reference.append(count)
-        self.recent.append(count)
-        if self.detector.step(count * self.scale):
-            return self._hit(index, at)
-        return None
 
     def _hit(self, index: int, at: int) -> Hit | None:
         ref_rate = sum(self.reference) / (len(self.reference) * self.k)
@@ -169,9 +157,9 @@ class NumericTracker:
         self.drift_type = drift_type  # None: "mean"/"variance"; else e.g. "prediction"
         self.building: list[float] = []
         self.reference: np.ndarray | None = None
-        self.recent: deque[float] = deque(maxlen=settings.window_size)
-        self.carry_u: list[float] = []
-        self.carry_s: list[float] = []
+        self.window = settings.window_size
+        self.recent = np.zeros(0, dtype=np.float64)
+        self.carry = _EMPTY
         self.mean_det: Detector = build_detector(spec)
         self.spread_det: Detector = build_detector(spec)
         self.seen = 0
@@ -194,56 +182,58 @@ class NumericTracker:
             pos += consumed
             if hit is not None:
                 hits.append(hit)
-        self.recent.extend(values.tolist())
+        self.recent = np.concatenate((self.recent, values))[-self.window :]
         self.seen += n
         return hits
 
     def _detect(self, values: np.ndarray, pos: int) -> tuple[int, Hit | None]:
-        """Feed values[pos:] until the end or the first detection; return how many were used."""
+        """Feed values[pos:] until the end or the first detection; return how many were used.
+
+        With R reference values, ``a = left + right`` (the two insertion ranks) is
+        ``2R * u`` and ``|a - R|`` is ``R * |2u - 1|``: integers, so block sums are exact
+        and detections do not depend on how the stream was batched.
+        """
         ref = self.reference
         assert ref is not None
         chunk = values[pos:]
-        u = (np.searchsorted(ref, chunk, "left") + np.searchsorted(ref, chunk, "right")) / (
-            2.0 * ref.size
-        )
-        s = np.abs(2.0 * u - 1.0)
+        size = int(ref.size)
+        a = np.searchsorted(ref, chunk, "left") + np.searchsorted(ref, chunk, "right")
+        held = int(self.carry.size)
+        if held:
+            a = np.concatenate((self.carry, a))
         k = self.k
-        cu = [*self.carry_u, *u.tolist()]
-        cs = [*self.carry_s, *s.tolist()]
-        offset = len(self.carry_u)  # cu[i] is values[pos + i - offset]
+        blocks = a.size // k
+        if not blocks:
+            self.carry = a
+            return int(chunk.size), None
+        body = a[: blocks * k].reshape(blocks, k)
+        sums_a = body.sum(axis=1).tolist()
+        sums_b = np.abs(body - size).sum(axis=1).tolist()
+        ca = self.scale / (2.0 * size)
+        cb = self.scale / size
         mean_step = self.mean_det.step
         spread_step = self.spread_det.step
-        scale = self.scale
-        end = 0
-        while end + k <= len(cu):
-            mu = math.fsum(cu[end : end + k]) * scale
-            ms = math.fsum(cs[end : end + k]) * scale
-            end += k
-            fired_mean = mean_step(mu)
-            fired_spread = spread_step(ms)
+        for i in range(blocks):
+            fired_mean = mean_step(sums_a[i] * ca)
+            fired_spread = spread_step(sums_b[i] * cb)
             if fired_mean or fired_spread:
-                used = end - offset
-                index = pos + used - 1
-                hit = self._hit(values, index, fired_mean, cu[max(0, end - 512) : end])
-                self.carry_u, self.carry_s = [], []
-                return used, hit
-        self.carry_u = cu[end:]
-        self.carry_s = cs[end:]
-        return len(chunk), None
+                end = (i + 1) * k
+                u_mean = float(a[max(0, end - 512) : end].mean()) / (2.0 * size)
+                hit = self._hit(values, pos + end - held - 1, fired_mean, u_mean)
+                self.carry = _EMPTY
+                return end - held, hit
+        self.carry = a[blocks * k :]
+        return int(chunk.size), None
 
     def _hit(
-        self, values: np.ndarray, index: int, fired_mean: bool, recent_u: list[float]
+        self, values: np.ndarray, index: int, fired_mean: bool, u_mean: float
     ) -> Hit | None:
         ref = self.reference
         assert ref is not None
-        window = self.recent.maxlen or 1
         # The current window: the last `window` values up to and including the trigger.
-        in_batch = values[: index + 1]
-        tail = in_batch[-window:]
-        older = list(self.recent)[-(window - tail.size) :] if tail.size < window else []
-        current = np.concatenate([np.asarray(older, dtype=np.float64), tail])
+        current = np.concatenate((self.recent, values[: index + 1]))[-self.window :]
         # Classify: the location moved if the recent u mean left 1/2 clearly.
-        located = fired_mean or abs(math.fsum(recent_u) / max(1, len(recent_u)) - 0.5) > 0.05
+        located = fired_mean or abs(u_mean - 0.5) > 0.05
         statistic = "mean" if located else "variance"
         effect = mean_effect(ref, current) if located else spread_effect(ref, current)
         drift_type = self.drift_type or statistic
@@ -296,7 +286,7 @@ class CategoricalTracker:
         self.codes: dict[str, int] = {}
         self.detectors: list[Detector] = []
         self.recent: deque[str] = deque(maxlen=settings.window_size)
-        self.carry: list[int] = []
+        self.carry = _EMPTY
         self.seen = 0
         self.rearm = _Rearm(settings.rearm_after)
 
@@ -335,28 +325,33 @@ class CategoricalTracker:
     def _detect(self, values: list[str], pos: int) -> tuple[int, Hit | None]:
         other = len(self.codes)
         get = self.codes.get
-        codes = [*self.carry, *(get(v, other) for v in values[pos:])]
-        offset = len(self.carry)
+        codes = np.array([get(v, other) for v in values[pos:]], dtype=np.int64)
+        held = int(self.carry.size)
+        if held:
+            codes = np.concatenate((self.carry, codes))
         k = self.k
+        blocks = codes.size // k
+        if not blocks:
+            self.carry = codes
+            return len(values) - pos, None
         width = other + 1
+        # counts[i, c]: how often category c occurs in block i.
+        flat = codes[: blocks * k] + np.repeat(np.arange(blocks) * width, k)
+        counts = np.bincount(flat, minlength=blocks * width).reshape(blocks, width).tolist()
         scale = self.scale
-        end = 0
-        while end + k <= len(codes):
-            counts = [0] * width
-            for code in codes[end : end + k]:
-                counts[code] += 1
-            end += k
+        detectors = self.detectors
+        for i in range(blocks):
+            row = counts[i]
             fired = -1
-            for code, det in enumerate(self.detectors):
-                if det.step(counts[code] * scale) and fired < 0:
+            for code, det in enumerate(detectors):
+                if det.step(row[code] * scale) and fired < 0:
                     fired = code
             if fired >= 0:
-                used = end - offset
-                index = pos + used - 1
-                hit = self._hit(values, index, fired)
-                self.carry = []
+                used = (i + 1) * k - held
+                hit = self._hit(values, pos + used - 1, fired)
+                self.carry = _EMPTY
                 return used, hit
-        self.carry = codes[end:]
+        self.carry = codes[blocks * k :]
         return len(values) - pos, None
 
     def _hit(self, values: list[str], index: int, fired: int) -> Hit | None:

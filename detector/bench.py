@@ -1,0 +1,285 @@
+"""`detector bench` (`make bench`): throughput on the embedded broker, written to a file.
+
+Measured in one run, on one broker, over the same topic:
+
+1. the floor: a bare confluent-kafka consumer that only parses each event with orjson;
+2. the sidecar (the code behind `detector run`), exactly-once;
+3. the sidecar, at-least-once;
+4. restoring the state of 10,000+ detectors from the changelog topic.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import orjson
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from detector.config import DetectionSettings, KafkaSettings, LogSettings, Settings
+
+MODELS = 10
+NUMERIC = 20
+CATEGORICAL = 5
+PARTITIONS = 4
+TOPIC = "bench.predictions"
+
+
+def _events(n: int, seed: int = 1) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    numbers = np.round(rng.normal(0.0, 1.0, (n, NUMERIC)), 5).tolist()
+    cats = rng.integers(0, 6, (n, CATEGORICAL)).tolist()
+    names = [f"num_{j}" for j in range(NUMERIC)]
+    cat_names = [f"cat_{j}" for j in range(CATEGORICAL)]
+    labels = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    out = []
+    for i in range(n):
+        features: dict[str, object] = dict(zip(names, numbers[i], strict=True))
+        features.update(zip(cat_names, (labels[c] for c in cats[i]), strict=True))
+        out.append(
+            orjson.dumps(
+                {
+                    "event_id": f"ev-{i}",
+                    "model": f"model-{i % MODELS}",
+                    "model_version": "1",
+                    "timestamp": 1_767_225_600_000 + i,
+                    "features": features,
+                    "prediction": round(float(numbers[i][0]) * 0.1 + 0.5, 5),
+                }
+            )
+        )
+    return out
+
+
+def _produce(bootstrap: str, topic: str, events: list[bytes]) -> None:
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10000}
+    )
+    for value in events:
+        key = value[value.index(b'"model":"') + 9 :].split(b'"', 1)[0]
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush()
+
+
+def measure_floor(bootstrap: str, topic: str, n: int) -> float:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-floor-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    first = 0.0
+    try:
+        while seen < n:
+            for message in consumer.consume(num_messages=5000, timeout=1.0):
+                if message.error() is not None:
+                    continue
+                if not seen:
+                    first = time.perf_counter()
+                orjson.loads(message.value())
+                seen += 1
+        return (n - 1) / (time.perf_counter() - first)
+    finally:
+        consumer.close()
+
+
+def measure_sidecar(bootstrap: str, topic: str, n: int, guarantee: str) -> float:
+    from detector.kafka.runner import Sidecar
+
+    tag = f"{guarantee}-{time.time_ns()}"
+    settings = Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap,
+            input_topic=topic,
+            alert_topic=f"bench.alerts.{tag}",
+            group_id=f"bench-{tag}",
+            processing_guarantee=guarantee,  # type: ignore[arg-type]
+            session_timeout_ms=6000,
+        ),
+        detection=DetectionSettings(),
+    )
+    sidecar = Sidecar(settings)
+    thread = threading.Thread(target=sidecar.run, daemon=True)
+    thread.start()
+    first = 0.0
+    while sidecar.counts["events"] < n:
+        if not first and sidecar.counts["events"]:
+            first = time.perf_counter()
+            start_count = sidecar.counts["events"]
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - first
+    sidecar.stop()
+    thread.join(60)
+    return (n - start_count) / elapsed
+
+
+def measure_restore(bootstrap: str) -> tuple[int, int, float]:
+    """Snapshot a partition holding 10,000+ detectors to a changelog; time its restore."""
+    from detector.core.engine import PartitionDetectors
+    from detector.core.records import InputRecord
+    from detector.kafka.changelog import INPUT_OFFSET_HEADER, restore_partitions
+
+    tag = time.time_ns()
+    settings = Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap,
+            input_topic=f"bench.restore.{tag}",
+            group_id=f"bench-restore-{tag}",
+        )
+    )
+    models = 110
+    events = _events(models * 600, seed=3)
+    records = []
+    for i, value in enumerate(events):
+        value = value.replace(
+            f'"model":"model-{i % MODELS}"'.encode(), f'"model":"m-{i % models}"'.encode()
+        )
+        records.append(InputRecord(settings.kafka.input_topic, 0, i, value))
+    core = PartitionDetectors(settings.detection, settings.kafka.input_topic, 0)
+    core.process(records)
+    detectors = core.active_detectors
+    entries = core.snapshot()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = settings.kafka.changelog
+    for future in admin.create_topics(
+        [NewTopic(topic, 1, 1, config={"cleanup.policy": "compact"})]
+    ).values():
+        future.result(30)
+    producer = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 16 << 20})
+    size = 0
+    for model, value in entries.items():
+        size += len(value)
+        producer.produce(
+            topic,
+            key=model.encode(),
+            value=value,
+            partition=0,
+            headers=[(INPUT_OFFSET_HEADER, str(len(records)).encode())],
+        )
+    producer.flush()
+    started = time.perf_counter()
+    restored = restore_partitions(settings, {0: len(records)})
+    elapsed = time.perf_counter() - started
+    assert restored[0].active_detectors == detectors
+    return detectors, size, elapsed
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def run_bench(output: str = "docs/benchmarks.md", events: int = 200_000) -> int:
+    from detector.broker import EmbeddedBroker
+    from detector.log import configure_logging
+
+    from detector.ops.runtime import tune_gc
+
+    configure_logging(LogSettings(level="error"))
+    print(
+        f"generating {events:,} events ({NUMERIC} numeric + {CATEGORICAL} categorical features, "
+        f"{MODELS} models)",
+        flush=True,
+    )
+    payload = _events(events)
+    avg = sum(map(len, payload)) / len(payload)
+    tune_gc()
+    with EmbeddedBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for future in admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)]).values():
+            future.result(30)
+        _produce(bootstrap, TOPIC, payload)
+        print("floor (consume + orjson.loads)...", flush=True)
+        floor = measure_floor(bootstrap, TOPIC, events)
+        print(f"  {floor:,.0f} events/s", flush=True)
+        print("detector run, exactly-once...", flush=True)
+        eos = measure_sidecar(bootstrap, TOPIC, events, "exactly-once")
+        print(f"  {eos:,.0f} events/s", flush=True)
+        print("detector run, at-least-once...", flush=True)
+        alo = measure_sidecar(bootstrap, TOPIC, events, "at-least-once")
+        print(f"  {alo:,.0f} events/s", flush=True)
+        print("restore...", flush=True)
+        detectors, size, restore_s = measure_restore(bootstrap)
+        print(f"  {detectors:,} detectors, {size / 1e6:.1f} MB, {restore_s:.2f} s", flush=True)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    text = f"""# Benchmarks
+
+Written by `make bench` (`detector bench --events {events}`); numbers from one run.
+
+- Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}, commit {commit or "n/a"}
+- Machine: {_machine()}
+- Broker: embedded Tansu (memory storage) on the same machine, {PARTITIONS} input partitions
+- Events: {events:,}, {MODELS} models, {NUMERIC} numeric + {CATEGORICAL} categorical features
+  each, {avg:.0f} bytes on average, keyed by model
+
+| what | events/s | of the floor |
+|---|---:|---:|
+| floor: bare confluent-kafka consumer, `orjson.loads` per event | {floor:,.0f} | 100 % |
+| `detector run`, exactly-once (default) | {eos:,.0f} | {eos / floor:.0%} |
+| `detector run`, at-least-once | {alo:,.0f} | {alo / floor:.0%} |
+
+Exactly-once vs at-least-once: {eos / alo:.2f}x.
+
+| restore | value |
+|---|---:|
+| detectors in one partition's state | {detectors:,} |
+| changelog bytes | {size / 1e6:.1f} MB |
+| time to restore (read changelog to its end, unpickle, rebuild) | {restore_s:.2f} s |
+
+## What limits throughput
+
+The floor does one C call per event (`orjson.loads`). `detector run` does for each event:
+
+- validation of the event (about 2 µs of Python);
+- the lookup of the model's feature-type signature;
+- per feature, a share of the vectorised work: numpy rank transform and block sums.
+
+Then for every 16 events per feature, a River detector step (a Rust call through Python).
+With 26 watched streams per event (20 numeric + 5 categorical + the prediction), plus 26
+missing-rate streams, this work is spread over about 80 detectors per model. The Python
+interpreter's per-call overhead dominates.
+
+Run `python -m cProfile -m detector replay FILE` on a recorded stream to see the split. The
+detection core alone (no Kafka) is measured by `tests/unit` only for correctness, never for
+time.
+
+Scaling out is per partition: more `detector run` instances in the same consumer group
+split the input partitions, and their throughput adds up until the broker is the limit.
+"""
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(text)
+    print(f"written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_bench())

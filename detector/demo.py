@@ -1,0 +1,244 @@
+"""`detector demo` (what `make run` runs): the whole path on the embedded broker.
+
+Starts the embedded Tansu broker, produces a seeded stream of three models with injected
+drifts, runs the sidecar, prints each alert as it arrives (read with read_committed), then a
+summary table of what was injected and what was detected, with delays in events.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from detector.alerts import alert_line
+from detector.config import DetectionSettings, KafkaSettings, LogSettings, Settings
+from detector.kafka.runner import Sidecar
+from detector.tuning.synthetic import Drift, StreamSpec, generate
+
+INPUT_TOPIC = "demo.predictions"
+ALERT_TOPIC = "demo.drift-alerts"
+DEADLINE_S = 110.0
+
+
+@dataclass(frozen=True)
+class Injected:
+    model: str
+    drift: Drift
+
+
+def demo_streams(events_per_model: int, seed: int) -> list[StreamSpec]:
+    n = events_per_model
+    return [
+        StreamSpec("fraud", n, seed, drifts=(Drift("amount", "mean", n * 4 // 10),)),
+        StreamSpec(
+            "credit",
+            n,
+            seed + 1,
+            drifts=(
+                Drift("utilisation", "variance", n * 3 // 10),
+                Drift("country", "categorical", n * 6 // 10),
+            ),
+        ),
+        StreamSpec(
+            "recommender",
+            n,
+            seed + 2,
+            drifts=(
+                Drift("channel", "missing_rate", n * 5 // 10),
+                Drift("__prediction__", "prediction", n * 7 // 10),
+            ),
+        ),
+    ]
+
+
+def _produce(bootstrap: str, specs: list[StreamSpec], done: threading.Event) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10})
+    streams = [generate(spec) for spec in specs]
+    # Interleave the models, a few thousand events a second, so alerts arrive over time.
+    for i, batch in enumerate(zip(*streams, strict=True)):
+        for event in batch:
+            producer.produce(INPUT_TOPIC, key=event["model"], value=orjson.dumps(event))
+        if i % 500 == 499:
+            producer.flush()
+            time.sleep(0.2)
+    producer.flush()
+    done.set()
+
+
+def _caught_up(bootstrap: str, group: str, partitions: int) -> bool:
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = [TopicPartition(INPUT_TOPIC, p) for p in range(partitions)]
+        committed = probe.committed(tps, timeout=10)
+        for tp in committed:
+            _, high = probe.get_watermark_offsets(tp, timeout=10)
+            if high > 0 and tp.offset < high:
+                return False
+        return True
+    finally:
+        probe.close()
+
+
+def _index(event_id: str) -> int:
+    return int(event_id.rsplit("-", 1)[1])
+
+
+def run_demo(events_per_model: int = 20_000, seed: int = 7) -> int:
+    from detector.broker import EmbeddedBroker
+    from detector.log import configure_logging
+
+    configure_logging(LogSettings(level="warning"))
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    broker = None if external else EmbeddedBroker().start()
+    try:
+        bootstrap = external or (broker.bootstrap_servers if broker else "")
+        print(f"broker:  {bootstrap}" + (" (embedded Tansu)" if broker else ""))
+        code = _run(bootstrap, events_per_model, seed, Sidecar)
+        gc.collect()  # close every Kafka client before the broker goes away
+        return code
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def _run(bootstrap: str, events_per_model: int, seed: int, sidecar_type: type[Sidecar]) -> int:
+    started = time.monotonic()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(INPUT_TOPIC, 3, 1), NewTopic(ALERT_TOPIC, 1, 1)])
+    for future in futures.values():
+        try:
+            future.result(timeout=30)
+        except Exception as exc:  # already exists on an external cluster: fine
+            if "already exists" not in str(exc).lower():
+                raise
+    group = f"demo-{int(time.time())}"
+    settings = Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=bootstrap,
+            input_topic=INPUT_TOPIC,
+            alert_topic=ALERT_TOPIC,
+            group_id=group,
+            session_timeout_ms=6000,
+            checkpoint_interval_s=0.5,
+        ),
+        detection=DetectionSettings(),
+    )
+    specs = demo_streams(events_per_model, seed)
+    injected = [Injected(s.model, d) for s in specs for d in s.drifts]
+    print(
+        f"stream:  {len(specs)} models x {events_per_model:,} events, seed {seed}, "
+        f"{len(injected)} injected drifts"
+    )
+    sidecar = sidecar_type(settings)
+    runner = threading.Thread(target=sidecar.run, name="sidecar", daemon=True)
+    runner.start()
+    produced = threading.Event()
+    producer = threading.Thread(
+        target=_produce, args=(bootstrap, specs, produced), name="producer", daemon=True
+    )
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{group}-reader",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "session.timeout.ms": 6000,
+        }
+    )
+    reader.subscribe([ALERT_TOPIC])
+    sidecar.started.wait(30)
+    producer.start()
+    print("alerts (as they arrive):")
+    alerts: list[dict[str, object]] = []
+    last_check = 0.0
+    while time.monotonic() - started < DEADLINE_S:
+        message = reader.poll(0.25)
+        if message is not None and message.error() is None:
+            alert = orjson.loads(message.value() or b"{}")
+            alerts.append(alert)
+            print("  " + alert_line(alert), flush=True)
+            continue
+        if produced.is_set() and time.monotonic() - last_check > 1.0:
+            last_check = time.monotonic()
+            if _caught_up(bootstrap, group, 3):
+                # Committed offsets cover everything; their alerts are committed too.
+                break
+    sidecar.stop()
+    runner.join(30)
+    while True:
+        message = reader.poll(1.0)
+        if message is None:
+            break
+        if message.error() is None:
+            alert = orjson.loads(message.value() or b"{}")
+            alerts.append(alert)
+            print("  " + alert_line(alert), flush=True)
+    reader.close()
+    _summary(injected, alerts, sidecar.counts, time.monotonic() - started)
+    missed = [i for i in injected if not _match(i, alerts)]
+    return 1 if missed else 0
+
+
+def _match(item: Injected, alerts: list[dict[str, object]]) -> dict[str, object] | None:
+    kind = item.drift.kind
+    for alert in alerts:
+        trigger = alert["trigger"]
+        assert isinstance(trigger, dict)
+        if (
+            alert["model"] == item.model
+            and alert["feature"] == item.drift.feature
+            and alert["drift_type"] == kind
+            and _index(str(trigger["event_id"])) >= item.drift.start
+        ):
+            return alert
+    return None
+
+
+def _summary(
+    injected: list[Injected],
+    alerts: list[dict[str, object]],
+    counts: dict[str, int],
+    elapsed: float,
+) -> None:
+    print()
+    print("summary:")
+    header = f"  {'model':12} {'feature':16} {'injected':13} {'at event':>9}  {'detected':13} {'at event':>9} {'delay':>7}"
+    print(header)
+    print("  " + "-" * (len(header) - 2))
+    matched: set[str] = set()
+    for item in injected:
+        alert = _match(item, alerts)
+        if alert is None:
+            print(
+                f"  {item.model:12} {item.drift.feature:16} {item.drift.kind:13} "
+                f"{item.drift.start:>9,}  {'MISSED':13} {'':>9} {'':>7}"
+            )
+            continue
+        matched.add(str(alert["alert_id"]))
+        trigger = alert["trigger"]
+        assert isinstance(trigger, dict)
+        at = _index(str(trigger["event_id"]))
+        print(
+            f"  {item.model:12} {item.drift.feature:16} {item.drift.kind:13} "
+            f"{item.drift.start:>9,}  {alert['drift_type']!s:13} {at:>9,} {at - item.drift.start:>7,}"
+        )
+    for alert in alerts:
+        if str(alert["alert_id"]) not in matched:
+            trigger = alert["trigger"]
+            assert isinstance(trigger, dict)
+            print(
+                f"  {alert['model']!s:12} {alert['feature']!s:16} {'(none)':13} {'':>9}  "
+                f"{alert['drift_type']!s:13} {_index(str(trigger['event_id'])):>9,} {'false':>7}"
+            )
+    print()
+    print(
+        f"  events processed: {counts.get('events', 0):,}   alerts: {len(alerts)}   "
+        f"dead letters: {counts.get('dead_letters', 0)}   time: {elapsed:.1f} s"
+    )
