@@ -12,7 +12,12 @@ from typing import Any
 import numpy as np
 
 from detector.config import DetectionSettings
-from detector.core.events import InvalidEvent, PredictionEvent, parse_event
+from detector.core.events import (
+    InvalidEvent,
+    PredictionEvent,
+    check_feature_types,
+    parse_event,
+)
 from detector.core.records import BatchResult, Detection, InputRecord, Rejection
 from detector.core.state import StateFormatError, decode_model, encode_model
 from detector.core.trackers import CategoricalTracker, Hit, NumericTracker, RateTracker
@@ -135,14 +140,14 @@ class PartitionDetectors:
         groups: dict[str, list[tuple[InputRecord, PredictionEvent]]] = {}
         for record in records:
             try:
-                event = parse_event(record.value, self._max_bytes)
+                event = parse_event(record.value, self._max_bytes, check_features=False)
                 self._admit(event)
             except InvalidEvent as exc:
                 result.rejections.append(Rejection(record, exc.reason, exc.detail))
                 continue
             groups.setdefault(event.model, []).append((record, event))
         for model, items in groups.items():
-            result.detections.extend(self._process_model(model, items))
+            result.detections.extend(self._process_model(model, items, result))
             result.processed[model] = len(items)
             self._dirty.add(model)
         if len(groups) > 1:
@@ -159,12 +164,10 @@ class PartitionDetectors:
                     "too_many_models",
                     f"partition already tracks the maximum of {settings.max_models} models",
                 )
-            state = self.models[event.model] = ModelState()
+            state = ModelState()  # registered only once the event is admitted
         prediction = _prediction_value(event.prediction)
         kind = _kind_of(prediction)
-        if state.prediction_kind is None:
-            state.prediction_kind = kind
-        elif kind != state.prediction_kind:
+        if state.prediction_kind is not None and kind != state.prediction_kind:
             raise InvalidEvent(
                 "feature_type_changed",
                 f"prediction was {state.prediction_kind}, this event has a {kind} value",
@@ -173,6 +176,7 @@ class PartitionDetectors:
         signature = (tuple(features), tuple(map(type, features.values())))
         if signature in state.signatures:
             return
+        check_feature_types(features)
         ignored = settings.ignored(event.model)
         known = state.features
         new: dict[str, str | None] = {}
@@ -209,6 +213,8 @@ class PartitionDetectors:
                 "too_many_features",
                 f"model already tracks the maximum of {settings.max_features_per_model} features",
             )
+        if state.prediction_kind is None:
+            state.prediction_kind = kind
         for name, value_kind in new.items():
             known[name] = FeatureMonitor(settings, event.model, name, value_kind)
         for name, value_kind in changes.items():
@@ -216,9 +222,13 @@ class PartitionDetectors:
         if len(state.signatures) >= _MAX_SIGNATURES:
             state.signatures.clear()
         state.signatures.add(signature)
+        self.models.setdefault(event.model, state)
 
     def _process_model(
-        self, model: str, items: list[tuple[InputRecord, PredictionEvent]]
+        self,
+        model: str,
+        items: list[tuple[InputRecord, PredictionEvent]],
+        result: BatchResult,
     ) -> list[Detection]:
         settings = self.settings
         state = self.models[model]
@@ -241,7 +251,7 @@ class PartitionDetectors:
         state.events += len(items)
         state.latest_ms = max(state.latest_ms, times[-1])
         if state.events % 1024 < len(items):
-            self._expire(state)
+            result.expired += self._expire(state)
         detections = [self._detection(model, name, items[index], hit) for name, index, hit in hits]
         if len(detections) > 1:
             detections.sort(key=lambda d: d.offset)
@@ -315,7 +325,7 @@ class PartitionDetectors:
             flags = [_regression_miss(predictions[i], events[i].label) for i in labelled]
         return [(ERROR, labelled[hit.index], hit) for hit in state.error.update(flags)]
 
-    def _expire(self, state: ModelState) -> None:
+    def _expire(self, state: ModelState) -> int:
         horizon = state.latest_ms - int(self.settings.feature_ttl_s * 1000)
         stale = [
             name
@@ -326,6 +336,7 @@ class PartitionDetectors:
             del state.features[name]
         if stale:
             state.signatures.clear()
+        return len(stale)
 
     def _detection(
         self, model: str, feature: str, item: tuple[InputRecord, PredictionEvent], hit: Hit

@@ -133,8 +133,28 @@ def _check_prediction(value: Any) -> Prediction:
     )
 
 
-def parse_event(value: bytes | None, max_bytes: int = 1_048_576) -> PredictionEvent:
-    """Parse and validate one message value. Raises InvalidEvent, nothing else."""
+def check_feature_types(features: dict[str, Any]) -> None:
+    """Raise InvalidEvent unless every feature value is a number, string, boolean or null."""
+    if not _FEATURE_TYPES.issuperset(map(type, features.values())):
+        for name, item in features.items():
+            if type(item) not in _FEATURE_TYPES:
+                raise InvalidEvent(
+                    "wrong_type",
+                    f"feature {name[:64]!r} must be a number, string, boolean or null",
+                )
+
+
+_MAX_EPOCH_MS = 253402300800000  # 10000-01-01
+
+
+def parse_event(
+    value: bytes | None, max_bytes: int = 1_048_576, *, check_features: bool = True
+) -> PredictionEvent:
+    """Parse and validate one message value. Raises InvalidEvent, nothing else.
+
+    ``check_features=False`` skips the feature value type check, for callers that do it
+    themselves (the engine does it once per distinct feature-type signature).
+    """
     if not value:
         raise InvalidEvent("empty", "message has no value")
     if len(value) > max_bytes:
@@ -143,6 +163,35 @@ def parse_event(value: bytes | None, max_bytes: int = 1_048_576) -> PredictionEv
         doc = orjson.loads(value)
     except orjson.JSONDecodeError:
         raise _diagnose(value) from None
+    # Fast path: the usual well-formed shape, recognised with exact type tests. Anything
+    # else takes the full path below, which says precisely what is wrong.
+    if type(doc) is dict and "schema_version" not in doc and "segment" not in doc:
+        event_id = doc.get("event_id")
+        model = doc.get("model")
+        timestamp = doc.get("timestamp")
+        features = doc.get("features")
+        prediction = doc.get("prediction")
+        model_version = doc.get("model_version")
+        if (
+            type(event_id) is str
+            and event_id
+            and type(model) is str
+            and model
+            and type(timestamp) is int
+            and 0 <= timestamp < _MAX_EPOCH_MS
+            and type(features) is dict
+            and (type(prediction) is float or type(prediction) is str)
+            and (model_version is None or type(model_version) is str)
+        ):
+            if check_features:
+                check_feature_types(features)
+            return PredictionEvent(
+                event_id, model, model_version, timestamp, features, prediction, doc.get("label")
+            )
+    return _parse_slow(doc, check_features)
+
+
+def _parse_slow(doc: Any, check_features: bool) -> PredictionEvent:
     if not isinstance(doc, dict):
         raise InvalidEvent("not_object", f"top level is a JSON {type(doc).__name__}, not an object")
     version = doc.get("schema_version", SCHEMA_VERSION)
@@ -161,13 +210,8 @@ def parse_event(value: bytes | None, max_bytes: int = 1_048_576) -> PredictionEv
         raise InvalidEvent("missing_field", "required field 'features' is missing")
     if not isinstance(features, dict):
         raise InvalidEvent("wrong_type", "'features' must be an object")
-    if not _FEATURE_TYPES.issuperset(map(type, features.values())):
-        for name, item in features.items():
-            if type(item) not in _FEATURE_TYPES:
-                raise InvalidEvent(
-                    "wrong_type",
-                    f"feature {name[:64]!r} must be a number, string, boolean or null",
-                )
+    if check_features:
+        check_feature_types(features)
     if "prediction" not in doc:
         raise InvalidEvent("missing_field", "required field 'prediction' is missing")
     prediction = _check_prediction(doc["prediction"])

@@ -56,3 +56,4 @@ class BatchResult:
     detections: list[Detection] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     processed: dict[str, int] = field(default_factory=dict)  # model -> events processed
+    expired: int = 0  # feature monitors forgotten (not seen for feature_ttl_s)
