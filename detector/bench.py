@@ -18,11 +18,12 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import orjson
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from detector.config import DetectionSettings, KafkaSettings, LogSettings, Settings
 
@@ -95,14 +96,16 @@ def measure_floor(bootstrap: str, topic: str, n: int) -> float:
                     continue
                 if not seen:
                     first = time.perf_counter()
-                orjson.loads(message.value())
+                orjson.loads(message.value() or b"null")
                 seen += 1
         return (n - 1) / (time.perf_counter() - first)
     finally:
         consumer.close()
 
 
-def measure_sidecar(bootstrap: str, topic: str, n: int, guarantee: str) -> float:
+def measure_sidecar(
+    bootstrap: str, topic: str, n: int, guarantee: Literal["exactly-once", "at-least-once"]
+) -> float:
     from detector.kafka.runner import Sidecar
 
     tag = f"{guarantee}-{time.time_ns()}"
@@ -112,7 +115,7 @@ def measure_sidecar(bootstrap: str, topic: str, n: int, guarantee: str) -> float
             input_topic=topic,
             alert_topic=f"bench.alerts.{tag}",
             group_id=f"bench-{tag}",
-            processing_guarantee=guarantee,  # type: ignore[arg-type]
+            processing_guarantee=guarantee,
             session_timeout_ms=6000,
         ),
         detection=DetectionSettings(),
@@ -198,7 +201,6 @@ def _machine() -> str:
 def run_bench(output: str = "docs/benchmarks.md", events: int = 200_000) -> int:
     from detector.broker import EmbeddedBroker
     from detector.log import configure_logging
-
     from detector.ops.runtime import tune_gc
 
     configure_logging(LogSettings(level="error"))

@@ -49,7 +49,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     from detector.kafka.runner import Sidecar
     from detector.log import configure_logging
-
     from detector.ops.runtime import tune_gc
 
     configure_logging(settings.log)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from detector.alerts import alert_line
 from detector.config import DetectionSettings, KafkaSettings, LogSettings, Settings
@@ -209,7 +209,10 @@ def _summary(
 ) -> None:
     print()
     print("summary:")
-    header = f"  {'model':12} {'feature':16} {'injected':13} {'at event':>9}  {'detected':13} {'at event':>9} {'delay':>7}"
+    header = (
+        f"  {'model':12} {'feature':16} {'injected':13} {'at event':>9}  "
+        f"{'detected':13} {'at event':>9} {'delay':>7}"
+    )
     print(header)
     print("  " + "-" * (len(header) - 2))
     matched: set[str] = set()
@@ -227,7 +230,8 @@ def _summary(
         at = _index(str(trigger["event_id"]))
         print(
             f"  {item.model:12} {item.drift.feature:16} {item.drift.kind:13} "
-            f"{item.drift.start:>9,}  {alert['drift_type']!s:13} {at:>9,} {at - item.drift.start:>7,}"
+            f"{item.drift.start:>9,}  {alert['drift_type']!s:13} {at:>9,} "
+            f"{at - item.drift.start:>7,}"
         )
     for alert in alerts:
         if str(alert["alert_id"]) not in matched:

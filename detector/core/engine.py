@@ -181,6 +181,7 @@ class PartitionDetectors:
         known = state.features
         new: dict[str, str | None] = {}
         changes: dict[str, str] = {}
+        value_kind: str | None
         for name, value in features.items():
             if name in ignored:
                 continue

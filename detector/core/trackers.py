@@ -225,9 +225,7 @@ class NumericTracker:
         self.carry = a[blocks * k :]
         return int(chunk.size), None
 
-    def _hit(
-        self, values: np.ndarray, index: int, fired_mean: bool, u_mean: float
-    ) -> Hit | None:
+    def _hit(self, values: np.ndarray, index: int, fired_mean: bool, u_mean: float) -> Hit | None:
         ref = self.reference
         assert ref is not None
         # The current window: the last `window` values up to and including the trigger.

@@ -27,7 +27,6 @@ def replay(
     core = PartitionDetectors(settings or DetectionSettings(), topic, partition)
     total = BatchResult()
     batch: list[InputRecord] = []
-    offset = 0
 
     def flush() -> None:
         result = core.process(batch)
@@ -37,10 +36,9 @@ def replay(
             total.processed[model] = total.processed.get(model, 0) + n
         batch.clear()
 
-    for event in events:
+    for offset, event in enumerate(events):
         value = event if isinstance(event, bytes) else orjson.dumps(event)
         batch.append(InputRecord(topic, partition, offset, value))
-        offset += 1
         if len(batch) >= batch_size:
             flush()
     if batch:

@@ -101,22 +101,29 @@ class TestPartitionDetectors:
         mixed = [e for pair in zip(alone, noise, strict=True) for e in pair]
         detections, total = replay(mixed)
         assert total.processed == {"fraud": 12000, "credit": 12000}
-        assert [(d.offset // 2, d.feature) for d in detections] == [
-            (o, f) for o, f, _ in EXPECTED
-        ]
+        assert [(d.offset // 2, d.feature) for d in detections] == [(o, f) for o, f, _ in EXPECTED]
         assert all(d.offset % 2 == 0 for d in detections)
 
 
 class TestRejections:
     def _event(self, i: int, **features: object) -> dict[str, object]:
-        return {"event_id": f"e{i}", "model": "m", "timestamp": 1000 + i,
-                "features": features, "prediction": 0.5}
+        return {
+            "event_id": f"e{i}",
+            "model": "m",
+            "timestamp": 1000 + i,
+            "features": features,
+            "prediction": 0.5,
+        }
 
     def test_feature_type_change_is_rejected_and_state_untouched(self) -> None:
         """A feature that was numeric and arrives as a string rejects that event only."""
         core = PartitionDetectors(DetectionSettings(), "in", 0)
-        events = [self._event(0, x=1.0, c="a"), self._event(1, x="high", c="a"),
-                  self._event(2, x=2.0, c="a"), self._event(3, x=3.0, c=4)]
+        events = [
+            self._event(0, x=1.0, c="a"),
+            self._event(1, x="high", c="a"),
+            self._event(2, x=2.0, c="a"),
+            self._event(3, x=3.0, c=4),
+        ]
         result = core.process(_records(events))
         assert [(r.record.offset, r.reason) for r in result.rejections] == [
             (1, "feature_type_changed"),
@@ -137,8 +144,12 @@ class TestRejections:
         """Beyond max_models or max_features_per_model, events are rejected with a reason."""
         settings = DetectionSettings(max_models=1, max_features_per_model=2)
         core = PartitionDetectors(settings, "in", 0)
-        events = [self._event(0, a=1.0, b=2.0), {**self._event(1, a=1.0), "model": "other"},
-                  self._event(2, a=1.0, b=2.0, c=3.0), self._event(3, a=1.0)]
+        events = [
+            self._event(0, a=1.0, b=2.0),
+            {**self._event(1, a=1.0), "model": "other"},
+            self._event(2, a=1.0, b=2.0, c=3.0),
+            self._event(3, a=1.0),
+        ]
         result = core.process(_records(events))
         assert [(r.record.offset, r.reason) for r in result.rejections] == [
             (1, "too_many_models"),
@@ -164,7 +175,9 @@ class TestConfiguration:
     def test_kind_override(self) -> None:
         """A numeric feature configured categorical is tracked as categories."""
         settings = DetectionSettings(
-            models={"fraud": ModelSettings(features={"txn_count": FeatureSettings(kind="categorical")})}
+            models={
+                "fraud": ModelSettings(features={"txn_count": FeatureSettings(kind="categorical")})
+            }
         )
         core = PartitionDetectors(settings, "in", 0)
         core.process(_records(list(generate(StreamSpec("fraud", 600, seed=1)))))
@@ -176,8 +189,15 @@ class TestConfiguration:
         core.process(drifting[:3000])
         kept = core.models["fraud"].features["amount"]
         changed = DetectionSettings(
-            models={"fraud": ModelSettings(features={"score": FeatureSettings(
-                detector=DetectorSpec(name="ADWIN", params={"delta": 1e-3, "clock": 1}))})}
+            models={
+                "fraud": ModelSettings(
+                    features={
+                        "score": FeatureSettings(
+                            detector=DetectorSpec(name="ADWIN", params={"delta": 1e-3, "clock": 1})
+                        )
+                    }
+                )
+            }
         )
         assert core.reconfigure(changed) == 1
         assert core.models["fraud"].features["amount"] is kept

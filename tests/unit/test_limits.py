@@ -13,8 +13,13 @@ from detector.core.records import InputRecord
 
 def _event(i: int, model: str = "m", **features: object) -> bytes:
     return orjson.dumps(
-        {"event_id": f"e{i}", "model": model, "timestamp": 1_767_225_600_000 + i * 10,
-         "features": features, "prediction": 0.5}
+        {
+            "event_id": f"e{i}",
+            "model": model,
+            "timestamp": 1_767_225_600_000 + i * 10,
+            "features": features,
+            "prediction": 0.5,
+        }
     )
 
 
@@ -57,8 +62,17 @@ class TestBoundedState:
     def test_rejected_first_event_does_not_register_a_model(self) -> None:
         """An event rejected on admission leaves no model behind to count against limits."""
         core = PartitionDetectors(DetectionSettings(max_models=1), "in", 0)
-        bad = orjson.dumps({"event_id": "x", "model": "bad", "timestamp": 1, "features":
-                            {"a": [1]}, "prediction": 0.1})
-        result = core.process([InputRecord("in", 0, 0, bad), InputRecord("in", 0, 1, _event(1, a=1.0))])
+        bad = orjson.dumps(
+            {
+                "event_id": "x",
+                "model": "bad",
+                "timestamp": 1,
+                "features": {"a": [1]},
+                "prediction": 0.1,
+            }
+        )
+        result = core.process(
+            [InputRecord("in", 0, 0, bad), InputRecord("in", 0, 1, _event(1, a=1.0))]
+        )
         assert [r.reason for r in result.rejections] == ["wrong_type"]
         assert list(core.models) == ["m"]
