@@ -1,0 +1,395 @@
+"""The sidecar's main loop: consume, detect, produce alerts and dead letters, checkpoint.
+
+One consumer in the group, one producer. State of an input partition is restored from its
+changelog partition inside the assignment callback, before any of its events is processed.
+A checkpoint (every ``checkpoint_events`` events or ``checkpoint_interval_s`` seconds, on
+revocation and on stop) writes every changed model's snapshot to the changelog and commits
+the input offsets with it (see :mod:`detector.kafka.output` for each guarantee).
+
+Failure handling:
+
+- A message with a Kafka error is logged and skipped; invalid data goes to the dead-letter
+  topic. Nothing in the data stops the loop.
+- A checkpoint that cannot commit (an abortable transaction error, a failed delivery or
+  offset commit) rewinds in-process: the transaction is aborted, every assigned partition is
+  seeked back to its committed offset and its state restored from the changelog, so the
+  lost work is processed again. After ``MAX_REWINDS`` consecutive failures the sidecar gives
+  up with :class:`FatalKafkaError` (and restarts under its supervisor).
+- Fatal producer errors (fenced by a newer instance with the same transactional.id),
+  StateFormatError and changelog errors stop the sidecar loudly.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
+
+from detector.alerts import alert_key, build_alert, encode_alert
+from detector.config import ConfigError, Settings, load_settings
+from detector.core.engine import PartitionDetectors
+from detector.core.records import InputRecord
+from detector.kafka.changelog import INPUT_OFFSET_HEADER, restore_partitions
+from detector.kafka.clients import admin_config, consumer_config, producer_config
+from detector.kafka.deadletter import dead_letter
+from detector.kafka.output import (
+    ChangelogEntry,
+    CheckpointAborted,
+    FatalKafkaError,
+    Output,
+    make_output,
+)
+from detector.kafka.telemetry import Telemetry
+from detector.kafka.topics import ensure_topics
+from detector.ops.health import Health, HttpServer
+from detector.ops.metrics import Metrics
+
+log = structlog.get_logger()
+
+BATCH_SIZE = 1000
+POLL_TIMEOUT_S = 0.2
+COMMITTED_TIMEOUT_S = 30.0
+MAX_REWINDS = 5
+
+
+class Sidecar:
+    """``Sidecar(settings).run()`` blocks until :meth:`stop` (safe from a signal handler)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: str | None = None,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics(max_models=settings.detection.max_models)
+        self.health = health or Health(stall_threshold_s=settings.server.stall_threshold_s)
+        self._telemetry = Telemetry(settings.kafka.input_topic, self.metrics, self.health)
+        self.config_path = config_path
+        self._reload = threading.Event()
+        self._stopping = threading.Event()
+        self.started = threading.Event()  # subscribed; for tests and health checks
+        self._states: dict[int, PartitionDetectors] = {}
+        self._positions: dict[int, int] = {}  # next offset to commit, per partition
+        self._pending: set[int] = set()  # partitions with events since the last checkpoint
+        self._events_since = 0
+        self._last_checkpoint = time.monotonic()
+        self._rewinds = 0
+        self._failed = False
+        self._consumer: Consumer | None = None
+        self._output: Output | None = None
+        self._admin: AdminClient | None = None
+        self.counts = {"events": 0, "alerts": 0, "dead_letters": 0, "checkpoints": 0}
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def request_reload(self) -> None:
+        """Re-read the config file's detection settings at the next loop turn (SIGHUP)."""
+        self._reload.set()
+
+    def _apply_reload(self) -> None:
+        self._reload.clear()
+        if self.config_path is None:
+            log.warning("reload requested but no config file was given")
+            return
+        try:
+            fresh = load_settings(self.config_path)
+        except ConfigError as exc:
+            log.error("reload failed; keeping the running configuration", error=str(exc))
+            return
+        # Only detection settings apply live; Kafka, server and log settings need a restart.
+        self.settings = self.settings.model_copy(update={"detection": fresh.detection})
+        reset = sum(state.reconfigure(fresh.detection) for state in self._states.values())
+        log.info("configuration reloaded", detection_monitors_reset=reset)
+
+    @property
+    def assigned_partitions(self) -> list[int]:
+        return sorted(self._states)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        server = self.settings.server
+        http = None
+        if server.port:  # 0: no HTTP endpoint
+            http = HttpServer(self.health, self.metrics, host=server.host, port=server.port)
+            http.start()
+            log.info("http endpoint", url=http.url)
+        try:
+            self._run()
+        except BaseException as exc:
+            self._telemetry.failed(f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if http is not None:
+                http.stop()
+
+    def _run(self) -> None:
+        kafka = self.settings.kafka
+        self._admin = AdminClient(admin_config(kafka))
+        plan = ensure_topics(self._admin, kafka)
+        self._output = make_output(Producer(producer_config(kafka)), kafka)
+        self._output.start()
+        consumer = self._consumer = Consumer(consumer_config(kafka))
+        log.info(
+            "sidecar starting",
+            input_topic=kafka.input_topic,
+            partitions=plan.input_partitions,
+            group_id=kafka.group_id,
+            guarantee=kafka.processing_guarantee,
+        )
+        consumer.subscribe(
+            [kafka.input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self.started.set()
+        try:
+            while not self._stopping.is_set():
+                self._telemetry.beat()
+                if self._reload.is_set():
+                    self._apply_reload()
+                messages = consumer.consume(num_messages=BATCH_SIZE, timeout=POLL_TIMEOUT_S)
+                self._guarded(self._process, messages)
+                if self._due():
+                    self._guarded(self._checkpoint)
+            self._guarded(self._checkpoint)
+        except BaseException:
+            self._failed = True
+            raise
+        finally:
+            self._shutdown()
+        log.info("sidecar stopped", **self.counts)
+
+    def _shutdown(self) -> None:
+        consumer, output = self._consumer, self._output
+        if self._failed and output is not None:
+            try:
+                output.abort()
+            except Exception as exc:  # already failing; the broker aborts it eventually
+                log.warning("abort on failure failed", error=str(exc))
+        if consumer is not None:
+            consumer.close()  # leaves the group; the revoke callback finds nothing pending
+        if output is not None:
+            output.close()
+        self._states.clear()
+        self.health.set_joined(False)
+
+    # -- processing -----------------------------------------------------------------------
+
+    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
+        try:
+            step(*args)
+        except CheckpointAborted as exc:
+            self._rewind(str(exc))
+
+    def _process(self, messages: list[Message]) -> None:
+        kafka = self.settings.kafka
+        batches: dict[int, list[InputRecord]] = {}
+        keys: dict[tuple[int, int], bytes | None] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise FatalKafkaError(f"consumer: {error.str()}")
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning(
+                        "consume error",
+                        error=error.str(),
+                        topic=message.topic(),
+                        partition=message.partition(),
+                    )
+                continue
+            partition, offset = message.partition(), message.offset()
+            if partition is None or offset is None or partition not in self._states:
+                continue
+            ts_type, ts = message.timestamp()
+            timestamp = None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts
+            record = InputRecord(kafka.input_topic, partition, offset, message.value(), timestamp)
+            batches.setdefault(partition, []).append(record)
+            keys[(partition, offset)] = message.key()
+        if not batches:
+            return
+        output = self._require_output()
+        consumer = self._require_consumer()
+        now_ms = int(time.time() * 1000)
+        for partition, records in batches.items():
+            started = time.perf_counter()
+            result = self._states[partition].process(records)
+            seconds = time.perf_counter() - started
+            for detection in result.detections:
+                alert = build_alert(detection, now_ms)
+                output.produce(kafka.alert_topic, encode_alert(alert), alert_key(detection))
+                log.info(
+                    "drift detected",
+                    model=detection.model,
+                    feature=detection.feature,
+                    drift_type=detection.drift_type,
+                    severity=detection.severity,
+                    partition=partition,
+                    offset=detection.offset,
+                    alert_id=alert["alert_id"],
+                )
+            for rejection in result.rejections:
+                letter = dead_letter(rejection, now_ms, kafka.max_message_bytes)
+                key = keys.get((partition, rejection.record.offset))
+                output.produce(kafka.dead_letter, letter.value, key, letter.headers)
+                log.info(
+                    "dead-lettered",
+                    reason=rejection.reason,
+                    partition=partition,
+                    offset=rejection.record.offset,
+                )
+            self._positions[partition] = records[-1].offset + 1
+            self._pending.add(partition)
+            tp = TopicPartition(kafka.input_topic, partition)
+            high = consumer.get_watermark_offsets(tp, cached=True)[1]  # from fetch responses
+            lag = high - self._positions[partition] if high >= 0 else None
+            self._telemetry.batch(partition, len(records), result, seconds, lag)
+            self._events_since += len(records)
+            self.counts["events"] += len(records)
+            self.counts["alerts"] += len(result.detections)
+            self.counts["dead_letters"] += len(result.rejections)
+
+    def _due(self) -> bool:
+        if not self._pending:
+            return False
+        if self._events_since >= self.settings.kafka.checkpoint_events:
+            return True
+        elapsed = time.monotonic() - self._last_checkpoint
+        return elapsed >= self.settings.kafka.checkpoint_interval_s
+
+    def _checkpoint(self) -> None:
+        """Snapshot changed state, commit it with the offsets and what was produced."""
+        if not self._pending:
+            return
+        kafka = self.settings.kafka
+        started = time.monotonic()
+        changelog: list[ChangelogEntry] = []
+        for partition, state in sorted(self._states.items()):
+            position = self._positions.get(partition)
+            headers = [] if position is None else [(INPUT_OFFSET_HEADER, str(position).encode())]
+            for model, value in state.snapshot().items():
+                changelog.append(ChangelogEntry(partition, model.encode(), value, headers))
+        offsets = [
+            TopicPartition(kafka.input_topic, p, self._positions[p]) for p in sorted(self._pending)
+        ]
+        self._require_output().checkpoint(self._require_consumer(), changelog, offsets)
+        self._pending.clear()
+        self._events_since = 0
+        self._last_checkpoint = time.monotonic()
+        active = sum(state.active_detectors for state in self._states.values())
+        self._telemetry.committed(self._last_checkpoint - started, active)
+        self._rewinds = 0
+        self.counts["checkpoints"] += 1
+        log.debug(
+            "checkpoint",
+            partitions=[tp.partition for tp in offsets],
+            changelog_entries=len(changelog),
+            seconds=round(self._last_checkpoint - started, 4),
+        )
+
+    def _rewind(self, reason: str) -> None:
+        """Drop the uncommitted work: back to the committed offsets and changelog state."""
+        self._rewinds += 1
+        log.warning("checkpoint failed, rewinding", reason=reason, attempt=self._rewinds)
+        if self._rewinds > MAX_REWINDS:
+            raise FatalKafkaError(f"{MAX_REWINDS} consecutive checkpoints failed: {reason}")
+        self._require_output().abort()
+        self._telemetry.discard()
+        self._pending.clear()
+        self._events_since = 0
+        self._restore(sorted(self._states), seek=True)
+
+    # -- rebalancing ----------------------------------------------------------------------
+
+    def _restore(self, partitions: list[int], *, seek: bool) -> list[TopicPartition]:
+        """Restore each partition from its changelog, at the group's committed offset."""
+        consumer = self._require_consumer()
+        topic = self.settings.kafka.input_topic
+        wanted = [TopicPartition(topic, p) for p in partitions]
+        committed = consumer.committed(wanted, timeout=COMMITTED_TIMEOUT_S) if wanted else []
+        offsets: dict[int, int | None] = {}
+        for tp in committed:
+            if tp.error is not None:
+                raise FatalKafkaError(f"committed offset of {topic}[{tp.partition}]: {tp.error}")
+            offsets[tp.partition] = tp.offset if tp.offset >= 0 else None
+        started = time.monotonic()
+        restored = restore_partitions(self.settings, offsets, beat=self._telemetry.beat)
+        self._telemetry.restored(restored, time.monotonic() - started)
+        for partition, state in restored.items():
+            state.set_max_message_bytes(self.settings.kafka.max_message_bytes)
+            self._states[partition] = state
+            self._positions.pop(partition, None)
+            offset = offsets[partition]
+            if offset is not None:
+                self._positions[partition] = offset
+            if seek:
+                start = OFFSET_BEGINNING if offset is None else offset
+                consumer.seek(TopicPartition(topic, partition, start))
+        return committed
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = sorted(tp.partition for tp in partitions)
+        log.info("partitions assigned", partitions=numbers)
+        self._telemetry.assigned(numbers)
+        committed = self._restore(numbers, seek=False)
+        consumer.assign(committed)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = sorted(tp.partition for tp in partitions)
+        log.info("partitions revoked", partitions=numbers)
+        if not self._failed:
+            try:
+                self._checkpoint()
+            except CheckpointAborted as exc:  # the next owner processes the work again
+                log.warning("checkpoint on revoke failed", reason=str(exc))
+                self._require_output().abort()
+                self._telemetry.discard()
+                self._pending.clear()
+        self._drop(numbers)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = sorted(tp.partition for tp in partitions)
+        log.warning("partitions lost", partitions=numbers)
+        self._require_output().abort()  # their offsets can no longer be committed by us
+        self._telemetry.discard()
+        self._drop(numbers)
+        self._pending.clear()
+        self._events_since = 0
+        if self._states:
+            self._restore(sorted(self._states), seek=True)
+
+    def _drop(self, partitions: list[int]) -> None:
+        self._telemetry.revoked(partitions)
+        for partition in partitions:
+            self._states.pop(partition, None)
+            self._positions.pop(partition, None)
+            self._pending.discard(partition)
+
+    def _require_consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("the sidecar is not running")
+        return self._consumer
+
+    def _require_output(self) -> Output:
+        if self._output is None:
+            raise RuntimeError("the sidecar is not running")
+        return self._output
