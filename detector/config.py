@@ -119,6 +119,9 @@ class KafkaSettings(_Strict):
     checkpoint_interval_s: float = Field(2.0, gt=0.0)
     checkpoint_events: int = Field(50_000, ge=1)
     session_timeout_ms: int = Field(10_000, ge=1000)
+    # Up to this many messages per loop turn; larger batches amortise the core's
+    # vectorised work (docs/benchmarks.md). A turn waits at most 0.2 s for them.
+    batch_size: int = Field(10_000, ge=1, le=1_000_000)
     max_message_bytes: int = Field(1_048_576, ge=1024)
     # Passed verbatim to librdkafka (security.protocol, sasl.mechanism, ssl.ca.location, ...).
     # Values may be "file:/path" or "env:NAME" to read secrets; they are never logged.

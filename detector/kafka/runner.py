@@ -59,7 +59,6 @@ from detector.ops.metrics import Metrics
 
 log = structlog.get_logger()
 
-BATCH_SIZE = 1000
 POLL_TIMEOUT_S = 0.2
 COMMITTED_TIMEOUT_S = 30.0
 MAX_REWINDS = 5
@@ -166,7 +165,7 @@ class Sidecar:
                 self._telemetry.beat()
                 if self._reload.is_set():
                     self._apply_reload()
-                messages = consumer.consume(num_messages=BATCH_SIZE, timeout=POLL_TIMEOUT_S)
+                messages = consumer.consume(num_messages=kafka.batch_size, timeout=POLL_TIMEOUT_S)
                 self._guarded(self._process, messages)
                 if self._due():
                     self._guarded(self._checkpoint)
@@ -203,7 +202,9 @@ class Sidecar:
     def _process(self, messages: list[Message]) -> None:
         kafka = self.settings.kafka
         batches: dict[int, list[InputRecord]] = {}
-        keys: dict[tuple[int, int], bytes | None] = {}
+        originals: dict[int, list[Message]] = {}  # for the keys of dead letters
+        topic = kafka.input_topic
+        states = self._states
         for message in messages:
             error = message.error()
             if error is not None:
@@ -218,13 +219,17 @@ class Sidecar:
                     )
                 continue
             partition, offset = message.partition(), message.offset()
-            if partition is None or offset is None or partition not in self._states:
+            if partition is None or offset is None or partition not in states:
                 continue
             ts_type, ts = message.timestamp()
             timestamp = None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts
-            record = InputRecord(kafka.input_topic, partition, offset, message.value(), timestamp)
-            batches.setdefault(partition, []).append(record)
-            keys[(partition, offset)] = message.key()
+            record = InputRecord(topic, partition, offset, message.value(), timestamp)
+            records = batches.get(partition)
+            if records is None:
+                records = batches[partition] = []
+                originals[partition] = []
+            records.append(record)
+            originals[partition].append(message)
         if not batches:
             return
         output = self._require_output()
@@ -247,9 +252,12 @@ class Sidecar:
                     offset=detection.offset,
                     alert_id=alert["alert_id"],
                 )
+            keys = (
+                {m.offset(): m.key() for m in originals[partition]} if result.rejections else {}
+            )
             for rejection in result.rejections:
                 letter = dead_letter(rejection, now_ms, kafka.max_message_bytes)
-                key = keys.get((partition, rejection.record.offset))
+                key = keys.get(rejection.record.offset)
                 output.produce(kafka.dead_letter, letter.value, key, letter.headers)
                 log.info(
                     "dead-lettered",
