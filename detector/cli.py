@@ -135,7 +135,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"detector: configuration error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        fatal = _fatal_errors()
+        if not isinstance(exc, fatal):
+            raise
+        print(f"detector: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
     return code
+
+
+def _fatal_errors() -> tuple[type[Exception], ...]:
+    """Errors that stop the sidecar on purpose: a one-line message, exit code 3."""
+    from detector.core.state import StateFormatError
+    from detector.kafka.changelog import ChangelogError
+    from detector.kafka.output import FatalKafkaError
+    from detector.kafka.topics import TopicError
+
+    return (StateFormatError, ChangelogError, FatalKafkaError, TopicError)
 
 
 if __name__ == "__main__":
