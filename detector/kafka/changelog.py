@@ -38,26 +38,26 @@ class ChangelogError(Exception):
 
 @dataclass
 class _Latest:
-    """Per key: the newest committed-looking entry, and the newest entry of any kind."""
+    """Per key: the newest entry taken at or before the committed input offset."""
 
     valid: dict[str, bytes | None] = field(default_factory=dict)
-    beyond: dict[str, bytes | None] = field(default_factory=dict)
     records: int = 0
     ignored: int = 0
 
     def add(self, key: str, value: bytes | None, offset: int | None, committed: int | None) -> None:
         self.records += 1
-        if offset is not None and committed is not None and offset > committed:
-            self.beyond[key] = value
+        # A snapshot taken beyond the committed offset (no committed offset at all: beyond
+        # everything) belongs to a checkpoint that never committed: an aborted transaction
+        # that the broker did not filter, or an at-least-once crash between flush and
+        # offset commit. Restoring it and replaying from the committed offset would feed
+        # those events twice, so it is never used, even when it is all there is for a key.
+        if offset is not None and (committed is None or offset > committed):
             self.ignored += 1
         else:
             self.valid[key] = value
 
     def entries(self) -> dict[str, bytes]:
-        merged = dict(self.valid)
-        for key, value in self.beyond.items():
-            merged.setdefault(key, value)  # no committed entry at all: best effort
-        return {key: value for key, value in merged.items() if value is not None}
+        return {key: value for key, value in self.valid.items() if value is not None}
 
 
 def _header_offset(message: Message) -> int | None:
