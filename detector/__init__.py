@@ -16,8 +16,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BatchResult",
     "ConfigError",
-    "DetectionSettings",
     "Detection",
+    "DetectionSettings",
     "InputRecord",
     "InvalidEvent",
     "PartitionDetectors",
@@ -25,8 +25,8 @@ __all__ = [
     "Rejection",
     "Settings",
     "StateFormatError",
+    "__version__",
     "build_alert",
     "load_settings",
     "parse_event",
-    "__version__",
 ]
