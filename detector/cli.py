@@ -70,6 +70,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_broker(args: argparse.Namespace) -> int:
     from detector.broker import EmbeddedBroker
+    from detector.config import LogSettings
+    from detector.log import configure_logging
+
+    configure_logging(LogSettings())  # logs to stderr; stdout carries only the address
 
     with EmbeddedBroker(port=args.port) as broker:
         print(broker.bootstrap_servers, flush=True)

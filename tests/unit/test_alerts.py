@@ -1,0 +1,109 @@
+"""The drift alert v1 contract: exact payloads, deterministic ids, schema validity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from detector.alerts import alert_id, alert_line, build_alert
+from detector.core.records import Detection
+from detector.tuning.replay import replay
+from detector.tuning.synthetic import Drift, StreamSpec, generate
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "schemas" / "drift-alert.v1.json").read_text()
+)
+EMITTED_MS = 1_767_229_200_000  # 2026-01-01T01:00:00Z
+
+
+def _detections(drift: Drift) -> list[Detection]:
+    spec = StreamSpec("fraud", 8000, seed=42, drifts=(drift,))
+    detections, _ = replay(generate(spec), topic="predictions", partition=3)
+    return detections
+
+
+class TestBuildAlert:
+    def test_exact_categorical_alert(self) -> None:
+        """A seeded categorical drift gives this alert, field for field."""
+        (detection,) = _detections(Drift("channel", "categorical", 4000))
+        assert build_alert(detection, EMITTED_MS) == {
+            "schema_version": 1,
+            "alert_id": "a4788ac4-0dd0-55b7-b7be-dacea23ee803",
+            "model": "fraud",
+            "model_version": "1",
+            "feature": "channel",
+            "drift_type": "categorical",
+            "detector": {
+                "name": "ADWIN",
+                "params": {
+                    "delta": 1e-05,
+                    "clock": 1,
+                    "max_buckets": 5,
+                    "min_window_length": 5,
+                    "grace_period": 10,
+                },
+                "block_size": 16,
+            },
+            "severity": "warning",
+            "detected_at": "2026-01-01T00:00:46.550Z",
+            "emitted_at": "2026-01-01T01:00:00.000Z",
+            "trigger": {
+                "topic": "predictions",
+                "partition": 3,
+                "offset": 4655,
+                "event_id": "fraud-42-4655",
+            },
+            "evidence": {
+                "reference": {
+                    "count": 512,
+                    "frequencies": {"web": 0.527344, "app": 0.283203, "pos": 0.189453},
+                },
+                "current": {
+                    "count": 512,
+                    "frequencies": {"pos": 0.394531, "web": 0.318359, "app": 0.287109},
+                },
+                "category": "pos",
+                "total_variation": 0.208984,
+                "statistic": "share",
+                "effect_size": 0.696615,
+            },
+            "summary": "categorical drift on fraud/channel: share of 'pos' 18.9% -> 39.5% "
+            "(effect 0.70, ADWIN)",
+        }
+
+    @pytest.mark.parametrize(
+        "drift",
+        [
+            Drift("score", "mean", 4000),
+            Drift("utilisation", "variance", 4000),
+            Drift("amount", "missing_rate", 4000),
+            Drift("__prediction__", "prediction", 4000),
+            Drift("country", "categorical", 4000),
+        ],
+    )
+    def test_valid_against_schema(self, drift: Drift) -> None:
+        """Every kind of alert validates against schemas/drift-alert.v1.json."""
+        detections = _detections(drift)
+        assert detections
+        for detection in detections:
+            jsonschema.validate(build_alert(detection, EMITTED_MS), SCHEMA)
+
+    def test_id_is_deterministic_and_time_free(self) -> None:
+        """The same detection has the same id whenever it is emitted; another does not."""
+        (first,) = _detections(Drift("channel", "categorical", 4000))
+        (again,) = _detections(Drift("channel", "categorical", 4000))
+        assert alert_id(first) == alert_id(again)
+        assert build_alert(first, 1)["alert_id"] == build_alert(again, 2)["alert_id"]
+        (other,) = _detections(Drift("score", "mean", 4000))
+        assert alert_id(other) != alert_id(first)
+
+    def test_line(self) -> None:
+        """The one-line form shows time, severity, summary and the trigger position."""
+        (detection,) = _detections(Drift("channel", "categorical", 4000))
+        assert alert_line(build_alert(detection, EMITTED_MS)) == (
+            "2026-01-01T00:00:46.550Z  WARNING  categorical drift on fraud/channel: share of "
+            "'pos' 18.9% -> 39.5% (effect 0.70, ADWIN) [p3@4655]"
+        )
