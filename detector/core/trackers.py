@@ -69,6 +69,16 @@ class _Rearm:
 _EMPTY = np.zeros(0, dtype=np.int64)
 
 
+def split_blocks(carry: np.ndarray, new: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Prepend the carried partial block to ``new``; return the complete blocks as a
+    (blocks, k) array, the new partial block to carry, and how many carried values were
+    prepended (block i ends at index ``(i + 1) * k - held`` of ``new``)."""
+    held = int(carry.size)
+    arr = np.concatenate((carry, new)) if held else new
+    blocks = arr.size // k
+    return arr[: blocks * k].reshape(blocks, k), arr[blocks * k :], held
+
+
 def block_scale(k: int) -> float:
     """Detectors see ``sum(block) / sqrt(k)``: the block mean scaled back to the spread of a
     single observation, so that ADWIN's range term (which assumes values in [0, 1]) does
@@ -98,14 +108,10 @@ class RateTracker:
         arr = np.asarray(flags, dtype=np.int64)
         base = self.seen
         self.seen += int(arr.size)
-        held = int(self.carry.size)
-        if held:
-            arr = np.concatenate((self.carry, arr))
-        blocks = arr.size // k
-        self.carry = arr[blocks * k :]
-        if not blocks:
+        body, self.carry, held = split_blocks(self.carry, arr, k)
+        if not body.size:
             return []
-        counts = arr[: blocks * k].reshape(blocks, k).sum(axis=1).tolist()
+        counts = body.sum(axis=1).tolist()
         hits: list[Hit] = []
         step = self.detector.step
         scale = self.scale
@@ -198,15 +204,12 @@ class NumericTracker:
         chunk = values[pos:]
         size = int(ref.size)
         a = np.searchsorted(ref, chunk, "left") + np.searchsorted(ref, chunk, "right")
-        held = int(self.carry.size)
-        if held:
-            a = np.concatenate((self.carry, a))
         k = self.k
-        blocks = a.size // k
+        body, rest, held = split_blocks(self.carry, a, k)
+        blocks = len(body)
         if not blocks:
-            self.carry = a
+            self.carry = rest
             return int(chunk.size), None
-        body = a[: blocks * k].reshape(blocks, k)
         sums_a = body.sum(axis=1).tolist()
         sums_b = np.abs(body - size).sum(axis=1).tolist()
         ca = self.scale / (2.0 * size)
@@ -218,11 +221,11 @@ class NumericTracker:
             fired_spread = spread_step(sums_b[i] * cb)
             if fired_mean or fired_spread:
                 end = (i + 1) * k
-                u_mean = float(a[max(0, end - 512) : end].mean()) / (2.0 * size)
+                u_mean = float(body.ravel()[max(0, end - 512) : end].mean()) / (2.0 * size)
                 hit = self._hit(values, pos + end - held - 1, fired_mean, u_mean)
                 self.carry = _EMPTY
                 return end - held, hit
-        self.carry = a[blocks * k :]
+        self.carry = rest
         return int(chunk.size), None
 
     def _hit(self, values: np.ndarray, index: int, fired_mean: bool, u_mean: float) -> Hit | None:
@@ -324,17 +327,15 @@ class CategoricalTracker:
         other = len(self.codes)
         get = self.codes.get
         codes = np.array([get(v, other) for v in values[pos:]], dtype=np.int64)
-        held = int(self.carry.size)
-        if held:
-            codes = np.concatenate((self.carry, codes))
         k = self.k
-        blocks = codes.size // k
+        body, rest, held = split_blocks(self.carry, codes, k)
+        blocks = len(body)
         if not blocks:
-            self.carry = codes
+            self.carry = rest
             return len(values) - pos, None
         width = other + 1
         # counts[i, c]: how often category c occurs in block i.
-        flat = codes[: blocks * k] + np.repeat(np.arange(blocks) * width, k)
+        flat = (body + (np.arange(blocks) * width)[:, None]).ravel()
         counts = np.bincount(flat, minlength=blocks * width).reshape(blocks, width).tolist()
         scale = self.scale
         detectors = self.detectors
@@ -349,7 +350,7 @@ class CategoricalTracker:
                 hit = self._hit(values, pos + used - 1, fired)
                 self.carry = _EMPTY
                 return used, hit
-        self.carry = codes[blocks * k :]
+        self.carry = rest
         return len(values) - pos, None
 
     def _hit(self, values: list[str], index: int, fired: int) -> Hit | None:
