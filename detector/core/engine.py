@@ -27,6 +27,10 @@ ERROR = "__error__"
 
 _NUMERIC = (int, float)
 _MAX_SIGNATURES = 256
+#: Stale features are swept every this many admitted events of a model, and every this
+#: many events refused for lack of room for a new feature.
+SWEEP_EVERY = 1024
+REFUSED_SWEEP_EVERY = 256
 
 
 class FeatureMonitor:
@@ -74,6 +78,7 @@ class ModelState:
         self.error: RateTracker | None = None
         self.latest_ms = 0
         self.events = 0
+        self.refused = 0
 
 
 def _fingerprint(settings: DetectionSettings, model: str, name: str) -> str:
@@ -135,26 +140,56 @@ class PartitionDetectors:
     # -- processing ---------------------------------------------------------------------
 
     def process(self, records: Sequence[InputRecord]) -> BatchResult:
-        """Process records of this partition in offset order."""
+        """Process records of this partition in offset order.
+
+        Events are admitted one by one and fed to the detectors per model in runs. A run
+        ends at the end of the batch, and also at the exact events where stale features are
+        swept: every SWEEP_EVERY admitted events of a model, and when a new feature would
+        exceed max_features_per_model. So forgetting happens at the same events however the
+        stream is batched.
+        """
         result = BatchResult()
-        groups: dict[str, list[tuple[InputRecord, PredictionEvent]]] = {}
+        pending: dict[str, list[tuple[InputRecord, PredictionEvent]]] = {}
         for record in records:
             try:
                 event = parse_event(record.value, self._max_bytes, check_features=False)
-                self._admit(event)
+                state = self._admit(event, pending, result)
             except InvalidEvent as exc:
                 result.rejections.append(Rejection(record, exc.reason, exc.detail))
                 continue
-            groups.setdefault(event.model, []).append((record, event))
-        for model, items in groups.items():
-            result.detections.extend(self._process_model(model, items, result))
-            result.processed[model] = len(items)
-            self._dirty.add(model)
-        if len(groups) > 1:
-            result.detections.sort(key=lambda d: d.offset)
+            items = pending.get(event.model)
+            if items is None:
+                items = pending[event.model] = []
+            items.append((record, event))
+            state.events += 1
+            if state.events % SWEEP_EVERY == 0:
+                self._flush(event.model, pending, result)
+                result.expired += self._expire(state, state.latest_ms)
+        for model in list(pending):
+            self._flush(model, pending, result)
+        result.detections.sort(key=lambda d: d.offset)
         return result
 
-    def _admit(self, event: PredictionEvent) -> None:
+    def _flush(
+        self,
+        model: str,
+        pending: dict[str, list[tuple[InputRecord, PredictionEvent]]],
+        result: BatchResult,
+    ) -> None:
+        """Feed the model's admitted events to its detectors."""
+        items = pending.pop(model, None)
+        if not items:
+            return
+        result.detections.extend(self._process_model(model, items))
+        result.processed[model] = result.processed.get(model, 0) + len(items)
+        self._dirty.add(model)
+
+    def _admit(
+        self,
+        event: PredictionEvent,
+        pending: dict[str, list[tuple[InputRecord, PredictionEvent]]],
+        result: BatchResult,
+    ) -> ModelState:
         """Check limits and feature kinds; register new features. Raises InvalidEvent."""
         settings = self.settings
         state = self.models.get(event.model)
@@ -175,7 +210,8 @@ class PartitionDetectors:
         features = event.features
         signature = (tuple(features), tuple(map(type, features.values())))
         if signature in state.signatures:
-            return
+            state.latest_ms = max(state.latest_ms, event.timestamp_ms)
+            return state
         check_feature_types(features)
         ignored = settings.ignored(event.model)
         known = state.features
@@ -210,6 +246,17 @@ class PartitionDetectors:
                     f"feature {name[:64]!r} was {current}, this event has a {value_kind} value",
                 )
         if new and len(known) + len(new) > settings.max_features_per_model:
+            # Make room: at the first refused event and every REFUSED_SWEEP_EVERY-th after
+            # it, features not seen for the TTL are forgotten, here, at this event. (Not at
+            # every refusal: a sweep ends the model's run, and hostile input could otherwise
+            # make every event a run of its own.)
+            state.refused += 1
+            if state.refused % REFUSED_SWEEP_EVERY == 1:
+                self._flush(event.model, pending, result)
+                expired = self._expire(state, max(state.latest_ms, event.timestamp_ms))
+                if expired:
+                    result.expired += expired
+                    return self._admit(event, pending, result)
             raise InvalidEvent(
                 "too_many_features",
                 f"model already tracks the maximum of {settings.max_features_per_model} features",
@@ -223,13 +270,12 @@ class PartitionDetectors:
         if len(state.signatures) >= _MAX_SIGNATURES:
             state.signatures.clear()
         state.signatures.add(signature)
+        state.latest_ms = max(state.latest_ms, event.timestamp_ms)
         self.models.setdefault(event.model, state)
+        return state
 
     def _process_model(
-        self,
-        model: str,
-        items: list[tuple[InputRecord, PredictionEvent]],
-        result: BatchResult,
+        self, model: str, items: list[tuple[InputRecord, PredictionEvent]]
     ) -> list[Detection]:
         settings = self.settings
         state = self.models[model]
@@ -237,22 +283,17 @@ class PartitionDetectors:
         feats = [event.features for event in events]
         times = [event.timestamp_ms for event in events]
         hits: list[tuple[str, int, Hit]] = []
-        ttl_ms = int(settings.feature_ttl_s * 1000)
         columns = _columns(feats)
         for name, monitor in state.features.items():
             column = columns.get(name)
             if column is None:
                 column = [f.get(name) for f in feats]
-            hits.extend(self._feed(model, name, monitor, column, times, ttl_ms))
+            hits.extend(self._feed(model, name, monitor, column, times))
         predictions = [_prediction_value(event.prediction) for event in events]
         if state.prediction is None:
             state.prediction = FeatureMonitor(settings, model, PREDICTION, state.prediction_kind)
-        hits.extend(self._feed(model, PREDICTION, state.prediction, predictions, times, ttl_ms))
+        hits.extend(self._feed(model, PREDICTION, state.prediction, predictions, times))
         hits.extend(self._errors(model, state, events, predictions))
-        state.events += len(items)
-        state.latest_ms = max(state.latest_ms, times[-1])
-        if state.events % 1024 < len(items):
-            result.expired += self._expire(state)
         detections = [self._detection(model, name, items[index], hit) for name, index, hit in hits]
         if len(detections) > 1:
             detections.sort(key=lambda d: d.offset)
@@ -265,7 +306,6 @@ class PartitionDetectors:
         monitor: FeatureMonitor,
         column: list[Any],
         times: list[int],
-        ttl_ms: int,
     ) -> list[tuple[str, int, Hit]]:
         out: list[tuple[str, int, Hit]] = []
         positions: Any = None
@@ -287,10 +327,6 @@ class PartitionDetectors:
             out.append((name, hit.index, hit))
         if not len(present):
             return out
-        first = 0 if positions is None else int(positions[0])
-        if monitor.last_seen_ms and times[first] - monitor.last_seen_ms > ttl_ms:
-            # Not seen for longer than the TTL: start over, as if never seen.
-            monitor.values = None
         monitor.last_seen_ms = times[-1] if positions is None else times[int(positions[-1])]
         monitor.ensure_values(self.settings, model, name)
         values = monitor.values
@@ -326,8 +362,9 @@ class PartitionDetectors:
             flags = [_regression_miss(predictions[i], events[i].label) for i in labelled]
         return [(ERROR, labelled[hit.index], hit) for hit in state.error.update(flags)]
 
-    def _expire(self, state: ModelState) -> int:
-        horizon = state.latest_ms - int(self.settings.feature_ttl_s * 1000)
+    def _expire(self, state: ModelState, now_ms: int) -> int:
+        """Forget features whose last non-null value is older than the TTL at ``now_ms``."""
+        horizon = now_ms - int(self.settings.feature_ttl_s * 1000)
         stale = [
             name
             for name, monitor in state.features.items()

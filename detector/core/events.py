@@ -73,17 +73,22 @@ def _checked_float(text: str) -> float:
     return value
 
 
-def _diagnose(raw: bytes) -> InvalidEvent:
-    """orjson refused the bytes: say why, distinguishing NaN/Infinity and overflow."""
+def _diagnose(raw: bytes, error: str) -> InvalidEvent:
+    """orjson refused the bytes: say why, telling NaN/Infinity and overflow apart.
+
+    JSON is UTF-8 here: the bytes are decoded strictly first (the standard library's
+    json.loads would otherwise guess UTF-16/32 and skip a byte-order mark)."""
     try:
-        json.loads(raw, parse_constant=_reject_constant, parse_float=_checked_float)
+        text = raw.decode("utf-8")
+        json.loads(text, parse_constant=_reject_constant, parse_float=_checked_float)
     except _NonFinite as exc:
         return InvalidEvent("non_finite", f"JSON contains {exc.args[0]}, which is not a number")
     except OverflowError as exc:
         return InvalidEvent("number_out_of_range", f"number {exc.args[0][:40]} overflows a double")
     except (ValueError, UnicodeDecodeError) as exc:
         return InvalidEvent("not_json", f"not valid JSON: {str(exc)[:200]}")
-    return InvalidEvent("number_out_of_range", "a number overflows a double")
+    # Accepted by the standard library only (a lone surrogate escape, for instance).
+    return InvalidEvent("not_json", f"not valid JSON: {error[:200]}")
 
 
 def _timestamp_ms(value: Any) -> int:
@@ -161,8 +166,8 @@ def parse_event(
         raise InvalidEvent("oversized", f"{len(value)} bytes exceeds the limit of {max_bytes}")
     try:
         doc = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        raise _diagnose(value) from None
+    except orjson.JSONDecodeError as exc:
+        raise _diagnose(value, str(exc)) from None
     # Fast path: the usual well-formed shape, recognised with exact type tests. Anything
     # else takes the full path below, which says precisely what is wrong.
     if type(doc) is dict and "schema_version" not in doc and "segment" not in doc:

@@ -9,6 +9,7 @@ Configuration values are never logged: they may hold secrets.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Mapping
@@ -33,7 +34,13 @@ def resolve_secrets(mapping: Mapping[str, Value]) -> ConfigDict:
 
 
 def _base(kafka: KafkaSettings) -> ConfigDict:
-    return {"bootstrap.servers": kafka.bootstrap_servers, "client.id": "drift-detector"}
+    # librdkafka's own log lines go through Python logging, so structlog renders them
+    # (JSON in production) instead of raw "%4|...|" lines on stderr.
+    return {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "client.id": "drift-detector",
+        "logger": logging.getLogger("librdkafka"),
+    }
 
 
 def _merge(defaults: ConfigDict, kafka: KafkaSettings, pinned: ConfigDict) -> ConfigDict:

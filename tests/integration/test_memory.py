@@ -27,9 +27,6 @@ from support import BASE_TS_MS, SidecarProcess, settings_for
 from test_observability import _config, by_label, scrape
 
 from detector.broker import free_port
-from detector.config import DetectionSettings
-from detector.core.engine import PartitionDetectors
-from detector.core.records import InputRecord
 
 pytestmark = pytest.mark.integration
 
@@ -135,47 +132,3 @@ def test_feature_flood_is_capped_and_memory_stays_bounded(
     assert len(letters) == refused
     assert {r.headers["reason"] for r in letters} == {b"too_many_features"}
     assert len({int(r.headers["original_offset"]) for r in letters}) == refused
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: features past feature_ttl_s are only forgotten while events are being "
-    "processed (engine._expire runs in _process_model every 1024 processed events); once "
-    "every event is refused as too_many_features nothing is processed, so nothing ever "
-    "expires and the model stays blocked for good",
-)
-def test_features_past_their_ttl_make_room_for_new_ones() -> None:
-    """A model renames its features: after feature_ttl_s of event time the old names are
-    forgotten (README: "forget features not seen for this long"), so the new ones get in.
-
-    Core level (no broker): the defect is in the pure core; belongs in tests/unit once fixed.
-    """
-    settings = DetectionSettings(max_features_per_model=4, feature_ttl_s=60)
-    core = PartitionDetectors(settings, "t", 0)
-
-    def events(names: str, start: int, n: int) -> list[InputRecord]:
-        return [
-            InputRecord(
-                "t",
-                0,
-                i,
-                orjson.dumps(
-                    {
-                        "event_id": f"e{i}",
-                        "model": "m",
-                        "timestamp": BASE_TS_MS + i * 1000,
-                        "features": {name: float(i % 5) for name in names},
-                        "prediction": 0.5,
-                    }
-                ),
-            )
-            for i in range(start, start + n)
-        ]
-
-    old = core.process(events("abcd", 0, 1500))
-    assert not old.rejections
-    new = [core.process(events("efgh", 1500 + k, 100)) for k in range(0, 3000, 100)]
-    processed = sum(r.processed.get("m", 0) for r in new)
-    expired = sum(r.expired for r in new)
-    assert expired >= 4
-    assert processed > 0

@@ -351,12 +351,6 @@ def test_log_lines_are_json_objects_with_fields_as_keys(
     assert [(r["reason"], r["partition"], r["offset"]) for r in lettered] == [("not_json", 0, 300)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="librdkafka's own log lines (%4|...|CONFWARN|..., connection failures) go to stderr "
-    "raw: the Kafka clients are not given a Python logger (detector/kafka/clients.py), so "
-    "they bypass the JSON renderer",
-)
 def test_librdkafka_log_lines_are_json_too(kafka: Any, unique: Any, tmp_path: Path) -> None:
     """A configuration librdkafka warns about (a SASL mechanism without a SASL protocol)."""
     source = kafka.create_topic(unique("in"), partitions=1)

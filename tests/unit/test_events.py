@@ -74,3 +74,11 @@ class TestParseEvent:
             parse_event(GOOD, max_bytes=100)
         assert info.value.reason == "oversized"
         assert str(len(GOOD)) in info.value.detail
+
+    @pytest.mark.parametrize("raw", [b"1\x00", b"\x001", b"\xef\xbb\xbf{}", b'"\\ud800"'])
+    def test_non_utf8_lookalikes_are_not_json(self, raw: bytes) -> None:
+        """Bytes that only a UTF-16/32 guess or a lenient parser would read are not_json,
+        never misreported as a number out of range."""
+        with pytest.raises(InvalidEvent) as info:
+            parse_event(raw)
+        assert info.value.reason == "not_json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 import orjson
+import pytest
 
 from detector.config import DetectionSettings
 from detector.core.engine import PartitionDetectors
@@ -76,3 +77,38 @@ class TestBoundedState:
         )
         assert [r.reason for r in result.rejections] == ["wrong_type"]
         assert list(core.models) == ["m"]
+
+
+class TestExpiryIsDeterministic:
+    def _stream(self) -> list[InputRecord]:
+        events = [_event(i, a=1.0, b=2.0, c=3.0) for i in range(100)]
+        events += [_event(i, d=float(i % 7)) for i in range(100, 2000)]
+        return [InputRecord("in", 0, i, value) for i, value in enumerate(events)]
+
+    def _run(self, batch: int) -> tuple[list[tuple[int, str]], int, int]:
+        settings = DetectionSettings(max_features_per_model=3, feature_ttl_s=1.0)
+        core = PartitionDetectors(settings, "in", 0)
+        records = self._stream()
+        rejected: list[tuple[int, str]] = []
+        expired = processed = 0
+        for start in range(0, len(records), batch):
+            result = core.process(records[start : start + batch])
+            rejected += [(r.record.offset, r.reason) for r in result.rejections]
+            expired += result.expired
+            processed += sum(result.processed.values())
+        return rejected, expired, processed
+
+    def test_a_full_model_makes_room_once_features_are_stale(self) -> None:
+        """With the model full, a new feature is refused until a sweep at a refused event
+        finds the old features older than the TTL; sweeps run at the 1st and every 256th
+        refusal, so 'd' is first admitted at offset 100 + 256."""
+        rejected, expired, processed = self._run(1000)
+        assert rejected == [(i, "too_many_features") for i in range(100, 356)]
+        assert expired == 3
+        assert processed == 2000 - 256
+
+    @pytest.mark.parametrize("batch", [1, 7, 333])
+    def test_same_under_any_batching(self, batch: int) -> None:
+        """Which events are refused and when features are forgotten do not depend on
+        batch boundaries."""
+        assert self._run(batch) == self._run(1000)
