@@ -17,7 +17,7 @@ call, that is per batch of one partition):
 - ``drift_detector_alerts_emitted_total{model,drift_type}``: alerts written (committed)
 - ``drift_detector_dead_letters_total{reason}``: records sent to the dead-letter topic
 - ``drift_detector_checkpoint_duration_seconds``: one checkpoint (snapshot, produce, commit)
-- ``drift_detector_restore_duration_seconds``: one partition's state restore
+- ``drift_detector_restore_duration_seconds``: one state restore (all partitions of an assignment)
 - ``drift_detector_limit_rejections_total{limit}``: refusals by ``max_models``/``max_features``
 - ``drift_detector_expired_detectors_total``: detectors dropped after ``feature_ttl_s``
 """
@@ -154,7 +154,7 @@ class Metrics:
         )
         self.restore_duration = Histogram(
             "restore_duration_seconds",
-            "Time to restore the detector state of one partition from the changelog.",
+            "Time to restore the detector state of one assignment's partitions from the changelog.",
             namespace=ns,
             registry=reg,
             buckets=_DURATION_BUCKETS,
