@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from detector.config import Settings, load_settings
 from detector.core.engine import PartitionDetectors
@@ -303,3 +306,65 @@ def sidecar_thread(settings: Settings) -> Iterator[Sidecar]:
         assert not thread.is_alive(), "sidecar did not stop"
     if errors:
         raise errors[0]
+
+
+# --- the HTTP endpoint and logs of a running sidecar ------------------------------------
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def config_with_server(
+    path: Path,
+    bootstrap: str,
+    *,
+    port: int = 0,
+    log: dict[str, str] | None = None,
+    detection: dict[str, Any] | None = None,
+    **kafka: Any,
+) -> Path:
+    """support.write_config plus a server port and log settings."""
+    write_config(path, bootstrap, detection, **kafka)
+    tree = yaml.safe_load(path.read_text(encoding="utf-8"))
+    tree["server"] = {"host": "127.0.0.1", "port": port}
+    tree["log"] = log or {"level": "debug", "format": "json"}
+    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
+    return path
+
+
+def http_get(port: int, path: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read()
+
+
+def scrape(port: int) -> dict[str, dict[Labels, float]]:
+    """/metrics as {sample name: {sorted label pairs: value}}."""
+    status, _, body = http_get(port, "/metrics")
+    assert status == 200
+    samples: dict[str, dict[Labels, float]] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            labels = tuple(sorted(sample.labels.items()))
+            samples.setdefault(sample.name, {})[labels] = sample.value
+    return samples
+
+
+def by_label(samples: dict[str, dict[Labels, float]], name: str, *keys: str) -> dict[Any, float]:
+    """The series of ``name`` keyed by the values of ``keys`` (one key: the value itself)."""
+    out: dict[Any, float] = {}
+    for labels, value in samples.get(name, {}).items():
+        as_dict = dict(labels)
+        key = tuple(as_dict[k] for k in keys)
+        out[key[0] if len(key) == 1 else key] = value
+    return out
+
+
+def wait_checkpointed(sidecar: SidecarProcess, ends: dict[int, int]) -> None:
+    """Wait for the checkpoints that committed ``ends``: their metrics are then updated."""
+    for partition, end in ends.items():
+        sidecar.wait_event(
+            "checkpoint",
+            where=lambda e, p=str(partition), end=end: e.get("offsets", {}).get(p, -1) >= end,
+        )

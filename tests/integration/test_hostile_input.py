@@ -27,8 +27,15 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from support import BASE_TS_MS, SidecarProcess, settings_for
-from test_observability import _config, by_label, scrape, wait_checkpointed
+from support import (
+    BASE_TS_MS,
+    SidecarProcess,
+    by_label,
+    config_with_server,
+    scrape,
+    settings_for,
+    wait_checkpointed,
+)
 
 from detector.broker import free_port
 from detector.core.events import REASONS, InvalidEvent, parse_event
@@ -259,9 +266,7 @@ ITEMS = st.one_of(
     valid_events().map(lambda e: _item(orjson.dumps(e), None, e["model"])),
     broken_events(),
     broken_events(),
-    st.binary(min_size=1, max_size=64)
-    .filter(_not_json)
-    .map(lambda b: _item(b, "not_json")),
+    st.binary(min_size=1, max_size=64).filter(_not_json).map(lambda b: _item(b, "not_json")),
     JSON.filter(lambda v: not isinstance(v, dict)).map(
         lambda v: _item(orjson.dumps(v), "not_object")
     ),
@@ -278,7 +283,7 @@ ITEMS = st.one_of(
 def test_hostile_input_is_dead_lettered_exactly(kafka: Any, unique: Any, tmp_path: Path) -> None:
     source = kafka.create_topic(unique("in"), partitions=1)
     port = free_port()
-    config = _config(
+    config = config_with_server(
         tmp_path / "config.yaml",
         kafka.bootstrap_servers,
         port=port,

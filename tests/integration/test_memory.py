@@ -23,8 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
-from support import BASE_TS_MS, SidecarProcess, settings_for
-from test_observability import _config, by_label, scrape
+from support import BASE_TS_MS, SidecarProcess, by_label, config_with_server, scrape, settings_for
 
 from detector.broker import free_port
 
@@ -77,7 +76,7 @@ def test_feature_flood_is_capped_and_memory_stays_bounded(
 ) -> None:
     source = kafka.create_topic(unique("in"), partitions=1)
     port = free_port()
-    config = _config(
+    config = config_with_server(
         tmp_path / "config.yaml",
         kafka.bootstrap_servers,
         port=port,

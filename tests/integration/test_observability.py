@@ -15,8 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,15 +23,17 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from support import (
     DENSE_DETECTION,
     SidecarProcess,
     alert_view,
+    by_label,
+    config_with_server,
+    http_get,
     prediction_events,
+    scrape,
     settings_for,
-    write_config,
+    wait_checkpointed,
 )
 
 from detector.broker import free_port
@@ -45,67 +45,6 @@ pytestmark = pytest.mark.integration
 
 MAX_BYTES = 2048
 DRIFT_TYPES = {"mean", "variance", "categorical", "missing_rate", "prediction", "error_rate"}
-Labels = tuple[tuple[str, str], ...]
-
-
-# --- helpers (kept local: support.py belongs to the other integration tests) ---------------
-
-
-def _config(
-    path: Path,
-    bootstrap: str,
-    *,
-    port: int = 0,
-    log: dict[str, str] | None = None,
-    detection: dict[str, Any] | None = None,
-    **kafka: Any,
-) -> Path:
-    """support.write_config plus a server port and log settings."""
-    write_config(path, bootstrap, detection, **kafka)
-    tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-    tree["server"] = {"host": "127.0.0.1", "port": port}
-    tree["log"] = log or {"level": "debug", "format": "json"}
-    path.write_text(yaml.safe_dump(tree), encoding="utf-8")
-    return path
-
-
-def _get(port: int, path: str) -> tuple[int, str, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status, response.headers["Content-Type"], response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers["Content-Type"], exc.read()
-
-
-def scrape(port: int) -> dict[str, dict[Labels, float]]:
-    """/metrics as {sample name: {sorted label pairs: value}}."""
-    status, _, body = _get(port, "/metrics")
-    assert status == 200
-    samples: dict[str, dict[Labels, float]] = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            labels = tuple(sorted(sample.labels.items()))
-            samples.setdefault(sample.name, {})[labels] = sample.value
-    return samples
-
-
-def by_label(samples: dict[str, dict[Labels, float]], name: str, *keys: str) -> dict[Any, float]:
-    """The series of ``name`` keyed by the values of ``keys`` (one key: the value itself)."""
-    out: dict[Any, float] = {}
-    for labels, value in samples.get(name, {}).items():
-        as_dict = dict(labels)
-        key = tuple(as_dict[k] for k in keys)
-        out[key[0] if len(key) == 1 else key] = value
-    return out
-
-
-def wait_checkpointed(sidecar: SidecarProcess, ends: dict[int, int]) -> None:
-    """Wait for the checkpoints that committed ``ends``: their metrics are then updated."""
-    for partition, end in ends.items():
-        sidecar.wait_event(
-            "checkpoint",
-            where=lambda e, p=str(partition), end=end: e.get("offsets", {}).get(p, -1) >= end,
-        )
 
 
 def core_replay(settings: Any, records: Sequence[Any]) -> dict[int, Any]:
@@ -171,7 +110,7 @@ def test_metrics_and_health_match_the_stream(kafka: Any, unique: Any, tmp_path: 
     kafka.produce(source, values0, key=b"churn", partition=0)
     kafka.produce(source, values1, key=b"fraud", partition=1)
     port = free_port()
-    config = _config(
+    config = config_with_server(
         tmp_path / "config.yaml",
         kafka.bootstrap_servers,
         port=port,
@@ -202,8 +141,8 @@ def test_metrics_and_health_match_the_stream(kafka: Any, unique: Any, tmp_path: 
         kafka.wait_committed(settings.kafka.group_id, source, ends, watch=[sidecar])
         wait_checkpointed(sidecar, ends)
         samples = scrape(port)
-        health = _get(port, "/healthz")
-        ready = _get(port, "/readyz")
+        health = http_get(port, "/healthz")
+        ready = http_get(port, "/readyz")
         assert sidecar.terminate() == 0, sidecar.output()[-3000:]
     finally:
         sidecar.cleanup()
@@ -302,7 +241,7 @@ def test_log_lines_are_json_objects_with_fields_as_keys(
     values.insert(300, b"\xff\xfe not json")
     kafka.produce(source, values, key=b"churn")
     # The file says console; the flag must win.
-    config = _config(
+    config = config_with_server(
         tmp_path / "config.yaml",
         kafka.bootstrap_servers,
         log={"level": "debug", "format": "console"},
@@ -354,7 +293,7 @@ def test_log_lines_are_json_objects_with_fields_as_keys(
 def test_librdkafka_log_lines_are_json_too(kafka: Any, unique: Any, tmp_path: Path) -> None:
     """A configuration librdkafka warns about (a SASL mechanism without a SASL protocol)."""
     source = kafka.create_topic(unique("in"), partitions=1)
-    config = _config(
+    config = config_with_server(
         tmp_path / "config.yaml",
         kafka.bootstrap_servers,
         input_topic=source,
@@ -410,7 +349,7 @@ def test_secrets_never_reach_the_output(kafka: Any, unique: Any, tmp_path: Path,
     else:
         librdkafka["security.protocol"] = "SASL_SSL"
         librdkafka["sasl.oauthbearer.client.secret"] = "env:TEST_SECRET_NOT_SET"
-    config = _config(
+    config = config_with_server(
         tmp_path / "config.yaml",
         kafka.bootstrap_servers,
         input_topic=source,
