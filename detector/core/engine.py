@@ -338,9 +338,13 @@ class PartitionDetectors:
             found = values.update(present)
         else:
             found = values.update([_categorical(v) for v in present])
-        for hit in found:
-            index = hit.index if positions is None else int(positions[hit.index])
-            out.append((name, index, hit))
+        if found:
+            ref_missing, cur_missing = monitor.missing.rates()
+            for hit in found:
+                hit.evidence["reference"]["missing_rate"] = _rate(ref_missing)
+                hit.evidence["current"]["missing_rate"] = _rate(cur_missing)
+                index = hit.index if positions is None else int(positions[hit.index])
+                out.append((name, index, hit))
         return out
 
     def _errors(
@@ -356,10 +360,7 @@ class PartitionDetectors:
         if state.error is None:
             spec = self.settings.feature_detector(model, ERROR)
             state.error = RateTracker(spec, self.settings, "error_rate")
-        flags = [_categorical(predictions[i]) != _categorical(events[i].label) for i in labelled]
-        if state.prediction_kind == "numeric":
-            # Regression: an error is a miss by more than 10% of the label's magnitude.
-            flags = [_regression_miss(predictions[i], events[i].label) for i in labelled]
+        flags = [_is_error(predictions[i], events[i].label) for i in labelled]
         return [(ERROR, labelled[hit.index], hit) for hit in state.error.update(flags)]
 
     def _expire(self, state: ModelState, now_ms: int) -> int:
@@ -470,11 +471,26 @@ class PartitionDetectors:
         return total
 
 
-def _regression_miss(prediction: object, label: object) -> bool:
-    if type(prediction) not in _NUMERIC or type(label) not in _NUMERIC:
-        return _categorical(prediction) != _categorical(label)
-    p, y = float(prediction), float(label)  # type: ignore[arg-type]
-    return abs(p - y) > 0.1 * max(abs(y), 1e-12)
+def _rate(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _is_error(prediction: object, label: object) -> bool:
+    """Whether a labelled prediction is wrong.
+
+    - A score in [0, 1] against a 0/1 or boolean label: wrong when ``score >= 0.5`` disagrees.
+    - A number against a number otherwise (regression): wrong when it misses by more than
+      10 % of the label's magnitude.
+    - Anything else (classes): wrong when the two differ.
+    """
+    if type(prediction) in _NUMERIC and (type(label) is bool or label in (0, 1)):
+        score = float(prediction)  # type: ignore[arg-type]
+        if 0.0 <= score <= 1.0:
+            return (score >= 0.5) != bool(label)
+    if type(prediction) in _NUMERIC and type(label) in _NUMERIC:
+        p, y = float(prediction), float(label)  # type: ignore[arg-type]
+        return abs(p - y) > 0.1 * max(abs(y), 1e-12)
+    return _categorical(prediction) != _categorical(label)
 
 
 __all__ = ["PartitionDetectors", "StateFormatError"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,17 +50,6 @@ def category_frequencies(counts: Counter[str], top: int = 20) -> dict[str, float
     if rest:
         shown["__other__"] = round(rest / total, 6)
     return shown
-
-
-def categorical_summary(
-    values: Iterable[str], missing_rate: float | None, top: int = 20
-) -> dict[str, Any]:
-    counts = Counter(values)
-    return {
-        "count": sum(counts.values()),
-        "frequencies": category_frequencies(counts, top),
-        "missing_rate": None if missing_rate is None else _r(missing_rate),
-    }
 
 
 def total_variation(ref: Counter[str], cur: Counter[str]) -> float:

@@ -29,7 +29,6 @@ import numpy as np
 from detector.config import DetectionSettings, DetectorSpec
 from detector.core.detectors import Detector, build_detector
 from detector.core.summaries import (
-    categorical_summary,
     category_frequencies,
     mean_effect,
     numeric_summary,
@@ -125,6 +124,13 @@ class RateTracker:
                 if hit:
                     hits.append(hit)
         return hits
+
+    def rates(self) -> tuple[float | None, float | None]:
+        """The reference rate and the rate over the recent window (None: no block yet)."""
+        k = self.k
+        ref = sum(self.reference) / (len(self.reference) * k) if self.reference else None
+        cur = sum(self.recent) / (len(self.recent) * k) if self.recent else None
+        return ref, cur
 
     def _hit(self, index: int, at: int) -> Hit | None:
         ref_rate = sum(self.reference) / (len(self.reference) * self.k)
@@ -396,4 +402,4 @@ def _share(counts: Counter[str], category: str, codes: dict[str, int]) -> float:
     return sum(n for name, n in counts.items() if name not in codes) / total
 
 
-__all__ = ["CategoricalTracker", "Hit", "NumericTracker", "RateTracker", "categorical_summary"]
+__all__ = ["CategoricalTracker", "Hit", "NumericTracker", "RateTracker"]

@@ -60,10 +60,12 @@ class TestBuildAlert:
                 "reference": {
                     "count": 512,
                     "frequencies": {"web": 0.527344, "app": 0.283203, "pos": 0.189453},
+                    "missing_rate": 0.0,
                 },
                 "current": {
                     "count": 512,
                     "frequencies": {"pos": 0.394531, "web": 0.318359, "app": 0.287109},
+                    "missing_rate": 0.0,
                 },
                 "category": "pos",
                 "total_variation": 0.208984,
@@ -107,3 +109,12 @@ class TestBuildAlert:
             "2026-01-01T00:00:46.550Z  WARNING  categorical drift on fraud/channel: share of "
             "'pos' 18.9% -> 39.5% (effect 0.70, ADWIN) [p3@4655]"
         )
+
+    def test_numeric_evidence_carries_missing_rates(self) -> None:
+        """A numeric alert's windows carry count, mean, std, quantiles and missing rate."""
+        (detection,) = _detections(Drift("score", "mean", 4000))
+        evidence = build_alert(detection, EMITTED_MS)["evidence"]
+        assert set(evidence["reference"]) == {"count", "mean", "std", "quantiles", "missing_rate"}
+        assert evidence["reference"]["missing_rate"] == 0.009766
+        assert evidence["current"]["missing_rate"] == 0.011719
+        assert list(evidence["current"]["quantiles"]) == ["p05", "p25", "p50", "p75", "p95"]
