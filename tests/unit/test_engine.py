@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import orjson
@@ -84,10 +85,14 @@ class TestPartitionDetectors:
         assert set(core.snapshot()) == {"b"}
         assert core.snapshot() == {}
 
-    def test_unknown_state_version_fails_loudly(self) -> None:
-        """An entry of another format version raises StateFormatError naming both versions."""
-        blob = MAGIC + bytes([FORMAT_VERSION + 1]) + b"whatever"
-        with pytest.raises(StateFormatError, match="format version 2; this build reads version 1"):
+    @pytest.mark.parametrize("version", [FORMAT_VERSION - 1, FORMAT_VERSION + 1])
+    def test_other_state_version_fails_loudly(self, version: int) -> None:
+        """An entry of a previous or a newer format version raises StateFormatError naming
+        both versions, even when its payload would unpickle."""
+        blob = MAGIC + bytes([version]) + pickle.dumps({"any": "state"})
+        with pytest.raises(
+            StateFormatError, match=f"format version {version}; this build reads version 1"
+        ):
             PartitionDetectors.restore(DetectionSettings(), "in", 0, {"fraud": blob})
 
     @pytest.mark.parametrize("blob", [b"", b"garbage", MAGIC + bytes([FORMAT_VERSION]) + b"\x80x"])
