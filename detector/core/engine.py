@@ -51,9 +51,7 @@ class FeatureMonitor:
     def ensure_values(self, settings: DetectionSettings, model: str, name: str) -> None:
         if self.values is None and self.kind is not None:
             spec = settings.feature_detector(model, name)
-            drift_type = (
-                "prediction" if name == PREDICTION else ("error_rate" if name == ERROR else None)
-            )
+            drift_type = "prediction" if name == PREDICTION else None
             tracker = NumericTracker if self.kind == "numeric" else CategoricalTracker
             self.values = tracker(spec, settings, drift_type)
 
@@ -200,8 +198,9 @@ class PartitionDetectors:
                     f"partition already tracks the maximum of {settings.max_models} models",
                 )
             state = ModelState()  # registered only once the event is admitted
-        prediction = _prediction_value(event.prediction)
-        kind = _kind_of(prediction)
+        prediction = event.prediction
+        # Class probabilities are watched through their argmax: a class name.
+        kind = "categorical" if isinstance(prediction, dict) else _kind_of(prediction)
         if state.prediction_kind is not None and kind != state.prediction_kind:
             raise InvalidEvent(
                 "feature_type_changed",
@@ -294,10 +293,8 @@ class PartitionDetectors:
             state.prediction = FeatureMonitor(settings, model, PREDICTION, state.prediction_kind)
         hits.extend(self._feed(model, PREDICTION, state.prediction, predictions, times))
         hits.extend(self._errors(model, state, events, predictions))
-        detections = [self._detection(model, name, items[index], hit) for name, index, hit in hits]
-        if len(detections) > 1:
-            detections.sort(key=lambda d: d.offset)
-        return detections
+        # process() sorts the detections of all models by offset.
+        return [self._detection(model, name, items[index], hit) for name, index, hit in hits]
 
     def _feed(
         self,

@@ -16,18 +16,9 @@ def _r(value: float) -> float | None:
     return None if not math.isfinite(value) else round(float(value), 6)
 
 
-def numeric_summary(
-    values: Sequence[float] | np.ndarray, missing_rate: float | None
-) -> dict[str, Any]:
+def numeric_summary(values: Sequence[float] | np.ndarray) -> dict[str, Any]:
+    """Count, mean, std and quantiles of a non-empty window (the engine adds missing_rate)."""
     arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        return {
-            "count": 0,
-            "mean": None,
-            "std": None,
-            "quantiles": {},
-            "missing_rate": missing_rate,
-        }
     qs = np.quantile(arr, QUANTILES)
     return {
         "count": int(arr.size),
@@ -36,7 +27,6 @@ def numeric_summary(
         "quantiles": {
             f"p{round(q * 100):02d}": _r(float(v)) for q, v in zip(QUANTILES, qs, strict=True)
         },
-        "missing_rate": None if missing_rate is None else _r(missing_rate),
     }
 
 

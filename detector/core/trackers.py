@@ -267,8 +267,8 @@ class NumericTracker:
             detector=detector,
             effect=None if effect is None else round(effect, 6),
             evidence={
-                "reference": numeric_summary(ref, None),
-                "current": numeric_summary(current, None),
+                "reference": numeric_summary(ref),
+                "current": numeric_summary(current),
             },
             description=description,
         )
