@@ -5,6 +5,12 @@ The pure detection core lives in :mod:`detector.core`; the Kafka shell in
 synthetic streams) in :mod:`detector.tuning`.
 """
 
+import os
+
+# numpy's OpenBLAS starts a thread per core that spins after use; the detector does no
+# linear algebra, and a sidecar must not burn the cores it shares with the model server.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from detector.alerts import build_alert
 from detector.config import ConfigError, DetectionSettings, Settings, load_settings
 from detector.core.engine import PartitionDetectors, StateFormatError

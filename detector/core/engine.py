@@ -2,6 +2,12 @@
 
 One :class:`PartitionDetectors` holds every detector fed by one input partition, grouped by
 model and feature. Its changelog form is one entry per model (see :mod:`detector.core.state`).
+
+Events are processed one at a time, in offset order. The compiled loop
+(:func:`detector.core._kernel.run`) takes every event whose shape it recognises (the model's
+known features with the kinds they had before, in the same key order) and hands any other
+event to :meth:`PartitionDetectors._process_one`, the readable reference path, which does
+the full validation, admission and registration of new features.
 """
 
 from __future__ import annotations
@@ -9,23 +15,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from detector.config import DetectionSettings
+from detector.core import _kernel
+from detector.core._kernel import CategoricalTracker, NumericTracker, RateTracker
 from detector.core.events import (
     InvalidEvent,
     PredictionEvent,
     check_feature_types,
     parse_event,
 )
+from detector.core.hits import Hit
 from detector.core.records import BatchResult, Detection, InputRecord, Rejection
 from detector.core.state import StateFormatError, decode_model, encode_model
-from detector.core.trackers import CategoricalTracker, Hit, NumericTracker, RateTracker
+from detector.core.values import categorical, is_error, kind_of, prediction_value
 
 PREDICTION = "__prediction__"
 ERROR = "__error__"
 
-_NUMERIC = (int, float)
 _MAX_SIGNATURES = 256
 #: Stale features are swept every this many admitted events of a model, and every this
 #: many events refused for lack of room for a new feature.
@@ -88,39 +94,6 @@ def _fingerprint(settings: DetectionSettings, model: str, name: str) -> str:
     )
 
 
-_STR_ONLY = frozenset((str,))
-
-
-def _columns(feats: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Transpose feature dicts into columns in C when every event has the same keys in the
-    same order (the usual case); otherwise return {} and let the caller look values up."""
-    keys = tuple(feats[0])
-    for f in feats:
-        if len(f) != len(keys):
-            return {}
-    if any(tuple(f) != keys for f in feats):
-        return {}
-    return dict(zip(keys, map(list, zip(*(f.values() for f in feats), strict=True)), strict=True))
-
-
-def _kind_of(value: object) -> str:
-    return "numeric" if type(value) in _NUMERIC else "categorical"
-
-
-def _categorical(value: object) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return value if isinstance(value, str) else repr(value)
-
-
-def _prediction_value(prediction: Any) -> float | int | str:
-    if isinstance(prediction, dict):
-        return max(prediction.items(), key=lambda item: (item[1], item[0]))[0]  # type: ignore[no-any-return]
-    return prediction  # type: ignore[no-any-return]
-
-
 class PartitionDetectors:
     """All detectors fed by one input partition."""
 
@@ -129,6 +102,9 @@ class PartitionDetectors:
         self.topic = topic
         self.partition = partition
         self.models: dict[str, ModelState] = {}
+        #: The compiled loop's view of each model's usual event shape (not state: rebuilt
+        #: from the next event the reference path admits).
+        self._layouts: dict[str, _kernel.Layout] = {}
         self._dirty: set[str] = set()
         self._max_bytes = 1 << 62
 
@@ -138,56 +114,100 @@ class PartitionDetectors:
     # -- processing ---------------------------------------------------------------------
 
     def process(self, records: Sequence[InputRecord]) -> BatchResult:
-        """Process records of this partition in offset order.
+        """Process records of this partition in offset order."""
+        return self.process_batch(
+            [r.offset for r in records],
+            [r.value for r in records],
+            [r.timestamp_ms for r in records],
+        )
 
-        Events are admitted one by one and fed to the detectors per model in runs. A run
-        ends at the end of the batch, and also at the exact events where stale features are
-        swept: every SWEEP_EVERY admitted events of a model, and when a new feature would
-        exceed max_features_per_model. So forgetting happens at the same events however the
-        stream is batched.
+    def process_batch(
+        self,
+        offsets: Sequence[int],
+        values: Sequence[bytes | None],
+        timestamps: Sequence[int | None] | None = None,
+    ) -> BatchResult:
+        """Process the messages of this partition at ``offsets``, in offset order.
+        ``timestamps`` (Kafka record times) are only carried into rejections.
+
+        Every event is fed to its model's trackers before the next one is looked at, so the
+        result does not depend on how the stream is cut into batches. Stale features are
+        swept at exact events: every SWEEP_EVERY processed events of a model, and when a new
+        feature would exceed max_features_per_model.
         """
         result = BatchResult()
-        pending: dict[str, list[tuple[InputRecord, PredictionEvent]]] = {}
-        for record in records:
-            try:
-                event = parse_event(record.value, self._max_bytes, check_features=False)
-                state = self._admit(event, pending, result)
-            except InvalidEvent as exc:
-                result.rejections.append(Rejection(record, exc.reason, exc.detail))
-                continue
-            items = pending.get(event.model)
-            if items is None:
-                items = pending[event.model] = []
-            items.append((record, event))
-            state.events += 1
-            if state.events % SWEEP_EVERY == 0:
-                self._flush(event.model, pending, result)
-                result.expired += self._expire(state, state.latest_ms)
-        for model in list(pending):
-            self._flush(model, pending, result)
-        result.detections.sort(key=lambda d: d.offset)
+        stamps = [None] * len(offsets) if timestamps is None else list(timestamps)
+        _kernel.run(self, list(offsets), list(values), stamps, result)
         return result
 
-    def _flush(
+    def _process_one(
+        self, offset: int, value: bytes | None, timestamp: int | None, result: BatchResult
+    ) -> None:
+        """The reference path for one event: parse, admit, feed. Called by the compiled
+        loop for every event it does not take itself."""
+        try:
+            event = parse_event(value, self._max_bytes, check_features=False)
+            self._layouts.pop(event.model, None)
+            state = self._admit(event, result)
+        except InvalidEvent as exc:
+            record = InputRecord(self.topic, self.partition, offset, value, timestamp)
+            result.rejections.append(Rejection(record, exc.reason, exc.detail))
+            return
+        model = event.model
+        hits: list[tuple[str, Hit]] = []
+        features = event.features
+        ts = event.timestamp_ms
+        for name, monitor in state.features.items():
+            self._feed(model, name, monitor, features.get(name), ts, hits)
+        prediction = prediction_value(event.prediction)
+        if state.prediction is None:
+            state.prediction = FeatureMonitor(
+                self.settings, model, PREDICTION, state.prediction_kind
+            )
+        self._feed(model, PREDICTION, state.prediction, prediction, ts, hits)
+        if event.label is not None:
+            if state.error is None:
+                spec = self.settings.feature_detector(model, ERROR)
+                state.error = RateTracker(spec, self.settings, "error_rate")
+            for hit in state.error.update((is_error(prediction, event.label),)):
+                hits.append((ERROR, hit))
+        for name, hit in hits:
+            result.detections.append(self._detection(model, name, offset, event, hit))
+        result.processed[model] = result.processed.get(model, 0) + 1
+        self._dirty.add(model)
+        state.events += 1
+        if state.events % SWEEP_EVERY == 0:
+            result.expired += self._expire(model, state, state.latest_ms)
+        if model in self.models:
+            self._layouts[model] = _kernel.Layout(model, state, features, self.settings)
+
+    def _feed(
         self,
         model: str,
-        pending: dict[str, list[tuple[InputRecord, PredictionEvent]]],
-        result: BatchResult,
+        name: str,
+        monitor: FeatureMonitor,
+        value: Any,
+        timestamp_ms: int,
+        hits: list[tuple[str, Hit]],
     ) -> None:
-        """Feed the model's admitted events to its detectors."""
-        items = pending.pop(model, None)
-        if not items:
+        missing = value is None
+        for hit in monitor.missing.update((missing,)):
+            hits.append((name, hit))
+        if missing:
             return
-        result.detections.extend(self._process_model(model, items))
-        result.processed[model] = result.processed.get(model, 0) + len(items)
-        self._dirty.add(model)
+        monitor.last_seen_ms = timestamp_ms
+        monitor.ensure_values(self.settings, model, name)
+        values = monitor.values
+        if values is None:
+            return
+        if monitor.kind == "numeric":
+            found = values.update((float(value),))
+        else:
+            found = values.update((categorical(value),))
+        if found:
+            hits.extend((name, with_missing_rates(hit, monitor)) for hit in found)
 
-    def _admit(
-        self,
-        event: PredictionEvent,
-        pending: dict[str, list[tuple[InputRecord, PredictionEvent]]],
-        result: BatchResult,
-    ) -> ModelState:
+    def _admit(self, event: PredictionEvent, result: BatchResult) -> ModelState:
         """Check limits and feature kinds; register new features. Raises InvalidEvent."""
         settings = self.settings
         state = self.models.get(event.model)
@@ -200,7 +220,7 @@ class PartitionDetectors:
             state = ModelState()  # registered only once the event is admitted
         prediction = event.prediction
         # Class probabilities are watched through their argmax: a class name.
-        kind = "categorical" if isinstance(prediction, dict) else _kind_of(prediction)
+        kind = "categorical" if isinstance(prediction, dict) else kind_of(prediction)
         if state.prediction_kind is not None and kind != state.prediction_kind:
             raise InvalidEvent(
                 "feature_type_changed",
@@ -225,7 +245,7 @@ class PartitionDetectors:
                 if monitor is None:
                     new[name] = None
                 continue
-            value_kind = _kind_of(value)
+            value_kind = kind_of(value)
             configured = settings.feature_kind(event.model, name)
             if configured == "categorical":
                 value_kind = "categorical"
@@ -247,15 +267,14 @@ class PartitionDetectors:
         if new and len(known) + len(new) > settings.max_features_per_model:
             # Make room: at the first refused event and every REFUSED_SWEEP_EVERY-th after
             # it, features not seen for the TTL are forgotten, here, at this event. (Not at
-            # every refusal: a sweep ends the model's run, and hostile input could otherwise
-            # make every event a run of its own.)
+            # every refusal, which would make hostile input cost a sweep per event.)
             state.refused += 1
             if state.refused % REFUSED_SWEEP_EVERY == 1:
-                self._flush(event.model, pending, result)
-                expired = self._expire(state, max(state.latest_ms, event.timestamp_ms))
+                now_ms = max(state.latest_ms, event.timestamp_ms)
+                expired = self._expire(event.model, state, now_ms)
                 if expired:
                     result.expired += expired
-                    return self._admit(event, pending, result)
+                    return self._admit(event, result)
             raise InvalidEvent(
                 "too_many_features",
                 f"model already tracks the maximum of {settings.max_features_per_model} features",
@@ -273,94 +292,7 @@ class PartitionDetectors:
         self.models.setdefault(event.model, state)
         return state
 
-    def _process_model(
-        self, model: str, items: list[tuple[InputRecord, PredictionEvent]]
-    ) -> list[Detection]:
-        settings = self.settings
-        state = self.models[model]
-        events = [event for _, event in items]
-        feats = [event.features for event in events]
-        times = [event.timestamp_ms for event in events]
-        hits: list[tuple[str, int, Hit]] = []
-        columns = _columns(feats)
-        for name, monitor in state.features.items():
-            column = columns.get(name)
-            if column is None:
-                column = [f.get(name) for f in feats]
-            hits.extend(self._feed(model, name, monitor, column, times))
-        predictions = [_prediction_value(event.prediction) for event in events]
-        if state.prediction is None:
-            state.prediction = FeatureMonitor(settings, model, PREDICTION, state.prediction_kind)
-        hits.extend(self._feed(model, PREDICTION, state.prediction, predictions, times))
-        hits.extend(self._errors(model, state, events, predictions))
-        # process() sorts the detections of all models by offset.
-        return [self._detection(model, name, items[index], hit) for name, index, hit in hits]
-
-    def _feed(
-        self,
-        model: str,
-        name: str,
-        monitor: FeatureMonitor,
-        column: list[Any],
-        times: list[int],
-    ) -> list[tuple[str, int, Hit]]:
-        out: list[tuple[str, int, Hit]] = []
-        positions: Any = None
-        if monitor.kind == "numeric":
-            # None becomes NaN here; events never carry NaN (the parser rejects it).
-            present: Any = np.array(column, dtype=np.float64)
-            flags: Any = np.isnan(present)
-            if flags.any():
-                positions = np.flatnonzero(~flags)
-                present = present[positions]
-        elif None in column:
-            flags = [v is None for v in column]
-            positions = [i for i, v in enumerate(column) if v is not None]
-            present = [column[i] for i in positions]
-        else:
-            flags = np.zeros(len(column), dtype=np.int64)
-            present = column
-        for hit in monitor.missing.update(flags):
-            out.append((name, hit.index, hit))
-        if not len(present):
-            return out
-        monitor.last_seen_ms = times[-1] if positions is None else times[int(positions[-1])]
-        monitor.ensure_values(self.settings, model, name)
-        values = monitor.values
-        if values is None:
-            return out
-        if isinstance(values, NumericTracker):
-            found = values.update(np.asarray(present, dtype=np.float64))
-        elif _STR_ONLY.issuperset(map(type, present)):
-            found = values.update(present)
-        else:
-            found = values.update([_categorical(v) for v in present])
-        if found:
-            ref_missing, cur_missing = monitor.missing.rates()
-            for hit in found:
-                hit.evidence["reference"]["missing_rate"] = _rate(ref_missing)
-                hit.evidence["current"]["missing_rate"] = _rate(cur_missing)
-                index = hit.index if positions is None else int(positions[hit.index])
-                out.append((name, index, hit))
-        return out
-
-    def _errors(
-        self,
-        model: str,
-        state: ModelState,
-        events: list[PredictionEvent],
-        predictions: list[float | int | str],
-    ) -> list[tuple[str, int, Hit]]:
-        labelled = [i for i, event in enumerate(events) if event.label is not None]
-        if not labelled:
-            return []
-        if state.error is None:
-            spec = self.settings.feature_detector(model, ERROR)
-            state.error = RateTracker(spec, self.settings, "error_rate")
-        flags = [_is_error(predictions[i], events[i].label) for i in labelled]
-        return [(ERROR, labelled[hit.index], hit) for hit in state.error.update(flags)]
-
-    def _expire(self, state: ModelState, now_ms: int) -> int:
+    def _expire(self, model: str, state: ModelState, now_ms: int) -> int:
         """Forget features whose last non-null value is older than the TTL at ``now_ms``."""
         horizon = now_ms - int(self.settings.feature_ttl_s * 1000)
         stale = [
@@ -372,12 +304,12 @@ class PartitionDetectors:
             del state.features[name]
         if stale:
             state.signatures.clear()
+            self._layouts.pop(model, None)
         return len(stale)
 
     def _detection(
-        self, model: str, feature: str, item: tuple[InputRecord, PredictionEvent], hit: Hit
+        self, model: str, feature: str, offset: int, event: PredictionEvent, hit: Hit
     ) -> Detection:
-        record, event = item
         settings = self.settings
         effect = hit.effect
         severity = "critical" if effect is None or effect >= settings.critical_effect else "warning"
@@ -398,9 +330,9 @@ class PartitionDetectors:
             detector=detector,
             severity=severity,
             detected_at_ms=event.timestamp_ms,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
+            topic=self.topic,
+            partition=self.partition,
+            offset=offset,
             event_id=event.event_id,
             evidence=evidence,
             summary=summary,
@@ -438,6 +370,7 @@ class PartitionDetectors:
         Returns how many feature monitors were reset.
         """
         self.settings = settings
+        self._layouts.clear()
         reset = 0
         for model, state in self.models.items():
             state.signatures.clear()
@@ -468,26 +401,16 @@ class PartitionDetectors:
         return total
 
 
+def with_missing_rates(hit: Hit, monitor: FeatureMonitor) -> Hit:
+    """Add the feature's missing rates (reference and recent) to a value hit's evidence."""
+    ref_missing, cur_missing = monitor.missing.rates()
+    hit.evidence["reference"]["missing_rate"] = _rate(ref_missing)
+    hit.evidence["current"]["missing_rate"] = _rate(cur_missing)
+    return hit
+
+
 def _rate(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
-
-
-def _is_error(prediction: object, label: object) -> bool:
-    """Whether a labelled prediction is wrong.
-
-    - A score in [0, 1] against a 0/1 or boolean label: wrong when ``score >= 0.5`` disagrees.
-    - A number against a number otherwise (regression): wrong when it misses by more than
-      10 % of the label's magnitude.
-    - Anything else (classes): wrong when the two differ.
-    """
-    if type(prediction) in _NUMERIC and (type(label) is bool or label in (0, 1)):
-        score = float(prediction)  # type: ignore[arg-type]
-        if 0.0 <= score <= 1.0:
-            return (score >= 0.5) != bool(label)
-    if type(prediction) in _NUMERIC and type(label) in _NUMERIC:
-        p, y = float(prediction), float(label)  # type: ignore[arg-type]
-        return abs(p - y) > 0.1 * max(abs(y), 1e-12)
-    return _categorical(prediction) != _categorical(label)
 
 
 __all__ = ["PartitionDetectors", "StateFormatError"]

@@ -12,7 +12,8 @@ import pickle
 from typing import Any
 
 MAGIC = b"DDST"
-FORMAT_VERSION = 1
+#: 2: compiled trackers (detector.core._kernel). Version 1 entries are refused, not guessed at.
+FORMAT_VERSION = 2
 
 
 class StateFormatError(Exception):

@@ -46,7 +46,7 @@ def total_variation(ref: Counter[str], cur: Counter[str]) -> float:
     """Half the L1 distance between two category distributions (0: same, 1: disjoint)."""
     n_ref = sum(ref.values()) or 1
     n_cur = sum(cur.values()) or 1
-    keys = set(ref) | set(cur)
+    keys = sorted(set(ref) | set(cur))  # a fixed summation order: the same float every run
     return 0.5 * sum(abs(ref[k] / n_ref - cur[k] / n_cur) for k in keys)
 
 

@@ -1,5 +1,9 @@
 """Trackers: one feature's values in, drift hits out. Pure, deterministic, picklable.
 
+This module is the readable *reference* implementation. The engine runs the compiled
+implementation in :mod:`detector.core._kernel`, which must give identical hits on every
+stream (``tests/unit/test_kernel.py`` proves it); change both together.
+
 Every tracker feeds River detectors with *block means*: the mean of a statistic over
 ``block_size`` consecutive observations. Blocks are counted per tracker, never per Kafka
 batch, so the same stream gives the same detections however it is batched.
@@ -21,49 +25,21 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from detector.config import DetectionSettings, DetectorSpec
 from detector.core.detectors import Detector, build_detector
-from detector.core.summaries import (
-    category_frequencies,
-    mean_effect,
-    numeric_summary,
-    spread_effect,
-    total_variation,
+from detector.core.hits import (
+    RANK_WINDOW,
+    Hit,
+    Rearm,
+    categorical_hit,
+    learn_categories,
+    located,
+    numeric_hit,
+    rate_hit,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """A detection inside a batch: ``index`` into the values the tracker was given."""
-
-    index: int
-    drift_type: str
-    statistic: str
-    detector: dict[str, Any]
-    effect: float | None
-    evidence: dict[str, Any]
-    description: str
-
-
-class _Rearm:
-    """Once-per-change bookkeeping per drift type, in tracker observations."""
-
-    __slots__ = ("last", "window")
-
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self.last: dict[str, int] = {}
-
-    def fresh(self, drift_type: str, at: int) -> bool:
-        previous = self.last.get(drift_type)
-        self.last[drift_type] = at
-        return previous is None or at - previous > self.window
-
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -99,7 +75,7 @@ class RateTracker:
         self.recent: deque[int] = deque(maxlen=max(1, settings.window_size // self.k))
         self.carry = _EMPTY
         self.seen = 0
-        self.rearm = _Rearm(settings.rearm_after)
+        self.rearm = Rearm(settings.rearm_after)
 
     def update(self, flags: np.ndarray | Sequence[bool]) -> list[Hit]:
         """Feed flags (true: the observation counts); hits are indexed into ``flags``."""
@@ -140,20 +116,7 @@ class RateTracker:
         self.recent.clear()
         if not self.rearm.fresh(self.drift_type, at):
             return None
-        effect = abs(cur_rate - ref_rate) / 0.2
-        what = "missing rate" if self.drift_type == "missing_rate" else "error rate"
-        return Hit(
-            index=index,
-            drift_type=self.drift_type,
-            statistic="rate",
-            detector=self.detector.describe(),
-            effect=round(effect, 6),
-            evidence={
-                "reference": {"rate": round(ref_rate, 6)},
-                "current": {"rate": round(cur_rate, 6)},
-            },
-            description=f"{what} {ref_rate:.1%} -> {cur_rate:.1%}",
-        )
+        return rate_hit(index, self.drift_type, self.detector.describe(), ref_rate, cur_rate)
 
 
 class NumericTracker:
@@ -171,11 +134,12 @@ class NumericTracker:
         self.reference: np.ndarray | None = None
         self.window = settings.window_size
         self.recent = np.zeros(0, dtype=np.float64)
+        self.ranks = _EMPTY  # the last RANK_WINDOW ranks since the reference was learned
         self.carry = _EMPTY
         self.mean_det: Detector = build_detector(spec)
         self.spread_det: Detector = build_detector(spec)
         self.seen = 0
-        self.rearm = _Rearm(settings.rearm_after)
+        self.rearm = Rearm(settings.rearm_after)
 
     def update(self, values: np.ndarray) -> list[Hit]:
         hits: list[Hit] = []
@@ -189,6 +153,7 @@ class NumericTracker:
                 if len(self.building) >= self.ref_size:
                     self.reference = np.sort(np.asarray(self.building, dtype=np.float64))
                     self.building = []
+                    self.ranks = _EMPTY
                 continue
             consumed, hit = self._detect(values, pos)
             pos += consumed
@@ -215,6 +180,7 @@ class NumericTracker:
         blocks = len(body)
         if not blocks:
             self.carry = rest
+            self.ranks = np.concatenate((self.ranks, a))[-RANK_WINDOW:]
             return int(chunk.size), None
         sums_a = body.sum(axis=1).tolist()
         sums_b = np.abs(body - size).sum(axis=1).tolist()
@@ -226,12 +192,14 @@ class NumericTracker:
             fired_mean = mean_step(sums_a[i] * ca)
             fired_spread = spread_step(sums_b[i] * cb)
             if fired_mean or fired_spread:
-                end = (i + 1) * k
-                u_mean = float(body.ravel()[max(0, end - 512) : end].mean()) / (2.0 * size)
-                hit = self._hit(values, pos + end - held - 1, fired_mean, u_mean)
+                used = (i + 1) * k - held
+                ranks = np.concatenate((self.ranks, a[:used]))[-RANK_WINDOW:]
+                u_mean = float(ranks.mean()) / (2.0 * size)
+                hit = self._hit(values, pos + used - 1, fired_mean, u_mean)
                 self.carry = _EMPTY
-                return end - held, hit
+                return used, hit
         self.carry = rest
+        self.ranks = np.concatenate((self.ranks, a))[-RANK_WINDOW:]
         return int(chunk.size), None
 
     def _hit(self, values: np.ndarray, index: int, fired_mean: bool, u_mean: float) -> Hit | None:
@@ -239,11 +207,8 @@ class NumericTracker:
         assert ref is not None
         # The current window: the last `window` values up to and including the trigger.
         current = np.concatenate((self.recent, values[: index + 1]))[-self.window :]
-        # Classify: the location moved if the recent u mean left 1/2 clearly.
-        located = fired_mean or abs(u_mean - 0.5) > 0.05
-        statistic = "mean" if located else "variance"
-        effect = mean_effect(ref, current) if located else spread_effect(ref, current)
-        drift_type = self.drift_type or statistic
+        is_location = located(fired_mean, u_mean)
+        drift_type = self.drift_type or ("mean" if is_location else "variance")
         detector = (self.mean_det if fired_mean else self.spread_det).describe()
         at = self.seen + index + 1
         # Re-learn the reference from the values after the trigger; fresh detectors.
@@ -251,33 +216,13 @@ class NumericTracker:
         self.building = []
         self.mean_det = build_detector(self.spec)
         self.spread_det = build_detector(self.spec)
-        # The window must hold values up to the trigger only; the caller extends the rest.
         if not self.rearm.fresh(drift_type, at):
             return None
-        ref_mean, cur_mean = float(ref.mean()), float(current.mean())
-        ref_sd, cur_sd = float(ref.std()), float(current.std())
-        if located:
-            description = f"mean {ref_mean:.4g} -> {cur_mean:.4g}"
-        else:
-            description = f"std {ref_sd:.4g} -> {cur_sd:.4g} at mean {cur_mean:.4g}"
-        return Hit(
-            index=index,
-            drift_type=drift_type,
-            statistic=statistic,
-            detector=detector,
-            effect=None if effect is None else round(effect, 6),
-            evidence={
-                "reference": numeric_summary(ref),
-                "current": numeric_summary(current),
-            },
-            description=description,
-        )
+        return numeric_hit(index, drift_type, is_location, ref, current, detector)
 
 
 class CategoricalTracker:
     """Shares of the frequent reference categories, plus one share for all others."""
-
-    OTHER = "__other__"
 
     def __init__(
         self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str | None
@@ -295,18 +240,14 @@ class CategoricalTracker:
         self.recent: deque[str] = deque(maxlen=settings.window_size)
         self.carry = _EMPTY
         self.seen = 0
-        self.rearm = _Rearm(settings.rearm_after)
+        self.rearm = Rearm(settings.rearm_after)
 
     def _learn(self) -> None:
-        counts = Counter(self.building)
-        total = len(self.building)
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        frequent = [name for name, n in ranked if n / total >= self.settings.min_category_share][
-            : self.settings.max_categories
-        ]
-        self.codes = {name: i for i, name in enumerate(frequent)}
-        self.detectors = [build_detector(self.spec) for _ in range(len(frequent) + 1)]
-        self.ref_counts = counts
+        settings = self.settings
+        self.codes, self.ref_counts = learn_categories(
+            self.building, settings.max_categories, settings.min_category_share
+        )
+        self.detectors = [build_detector(self.spec) for _ in range(len(self.codes) + 1)]
         self.building = []
 
     def update(self, values: list[str]) -> list[Hit]:
@@ -366,40 +307,15 @@ class CategoricalTracker:
         tail = values[max(0, index + 1 - window) : index + 1]
         older = list(self.recent)[-(window - len(tail)) :] if len(tail) < window else []
         current = Counter([*older, *tail])
-        names = {code: name for name, code in self.codes.items()}
-        category = names.get(fired, self.OTHER)
         detector = self.detectors[fired].describe()
         at = self.seen + index + 1
-        tvd = total_variation(ref_counts, current)
-        ref_freq = category_frequencies(ref_counts)
-        cur_freq = category_frequencies(current)
         self.ref_counts = None
         self.building = []
         if not self.rearm.fresh(self.drift_type, at):
             return None
-        before = _share(ref_counts, category, self.codes)
-        after = _share(current, category, self.codes)
-        return Hit(
-            index=index,
-            drift_type=self.drift_type,
-            statistic="share",
-            detector=detector,
-            effect=round(tvd / 0.3, 6),
-            evidence={
-                "reference": {"count": sum(ref_counts.values()), "frequencies": ref_freq},
-                "current": {"count": sum(current.values()), "frequencies": cur_freq},
-                "category": category,
-                "total_variation": round(tvd, 6),
-            },
-            description=f"share of {category!r} {before:.1%} -> {after:.1%}",
+        return categorical_hit(
+            index, self.drift_type, ref_counts, current, fired, self.codes, detector
         )
-
-
-def _share(counts: Counter[str], category: str, codes: dict[str, int]) -> float:
-    total = sum(counts.values()) or 1
-    if category != CategoricalTracker.OTHER:
-        return counts[category] / total
-    return sum(n for name, n in counts.items() if name not in codes) / total
 
 
 __all__ = ["CategoricalTracker", "Hit", "NumericTracker", "RateTracker"]

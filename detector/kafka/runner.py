@@ -29,7 +29,6 @@ from typing import Any
 import structlog
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     Message,
@@ -41,7 +40,6 @@ from confluent_kafka.admin import AdminClient
 from detector.alerts import alert_key, build_alert, encode_alert
 from detector.config import ConfigError, Settings, load_settings
 from detector.core.engine import PartitionDetectors
-from detector.core.records import InputRecord
 from detector.kafka.changelog import INPUT_OFFSET_HEADER, restore_partitions
 from detector.kafka.clients import admin_config, consumer_config, producer_config
 from detector.kafka.deadletter import dead_letter
@@ -201,9 +199,8 @@ class Sidecar:
 
     def _process(self, messages: list[Message]) -> None:
         kafka = self.settings.kafka
-        batches: dict[int, list[InputRecord]] = {}
-        originals: dict[int, list[Message]] = {}  # for the keys of dead letters
-        topic = kafka.input_topic
+        # Per partition: offsets, values and the messages (for the keys of dead letters).
+        batches: dict[int, tuple[list[int], list[bytes | None], list[Message]]] = {}
         states = self._states
         for message in messages:
             error = message.error()
@@ -218,26 +215,23 @@ class Sidecar:
                         partition=message.partition(),
                     )
                 continue
-            partition, offset = message.partition(), message.offset()
-            if partition is None or offset is None or partition not in states:
-                continue
-            ts_type, ts = message.timestamp()
-            timestamp = None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts
-            record = InputRecord(topic, partition, offset, message.value(), timestamp)
-            records = batches.get(partition)
-            if records is None:
-                records = batches[partition] = []
-                originals[partition] = []
-            records.append(record)
-            originals[partition].append(message)
+            partition = message.partition()
+            batch = batches.get(partition)  # type: ignore[arg-type]
+            if batch is None:
+                if partition not in states:
+                    continue
+                batch = batches[partition] = ([], [], [])  # type: ignore[index]
+            batch[0].append(message.offset())  # type: ignore[arg-type]
+            batch[1].append(message.value())
+            batch[2].append(message)
         if not batches:
             return
         output = self._require_output()
         consumer = self._require_consumer()
         now_ms = int(time.time() * 1000)
-        for partition, records in batches.items():
+        for partition, (offsets, values, originals) in batches.items():
             started = time.perf_counter()
-            result = self._states[partition].process(records)
+            result = self._states[partition].process_batch(offsets, values)
             seconds = time.perf_counter() - started
             for detection in result.detections:
                 alert = build_alert(detection, now_ms)
@@ -252,7 +246,7 @@ class Sidecar:
                     offset=detection.offset,
                     alert_id=alert["alert_id"],
                 )
-            keys = {m.offset(): m.key() for m in originals[partition]} if result.rejections else {}
+            keys = {m.offset(): m.key() for m in originals} if result.rejections else {}
             for rejection in result.rejections:
                 letter = dead_letter(rejection, now_ms, kafka.max_message_bytes)
                 key = keys.get(rejection.record.offset)
@@ -263,14 +257,14 @@ class Sidecar:
                     partition=partition,
                     offset=rejection.record.offset,
                 )
-            self._positions[partition] = records[-1].offset + 1
+            self._positions[partition] = offsets[-1] + 1
             self._pending.add(partition)
             tp = TopicPartition(kafka.input_topic, partition)
             high = consumer.get_watermark_offsets(tp, cached=True)[1]  # from fetch responses
             lag = high - self._positions[partition] if high >= 0 else None
-            self._telemetry.batch(partition, len(records), result, seconds, lag)
-            self._events_since += len(records)
-            self.counts["events"] += len(records)
+            self._telemetry.batch(partition, len(offsets), result, seconds, lag)
+            self._events_since += len(offsets)
+            self.counts["events"] += len(offsets)
             self.counts["alerts"] += len(result.detections)
             self.counts["dead_letters"] += len(result.rejections)
 

@@ -1,0 +1,58 @@
+"""How event values become tracker input: shared by the engine and the compiled loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_NUMERIC = (int, float)
+
+
+def kind_of(value: object) -> str:
+    """The kind a non-null feature value implies (booleans are categories)."""
+    return "numeric" if type(value) in _NUMERIC else "categorical"
+
+
+def categorical(value: object) -> str:
+    """A categorical value as the category name the trackers count."""
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return value if isinstance(value, str) else repr(value)
+
+
+def prediction_value(prediction: Any) -> float | int | str:
+    """The watched value of a prediction: class probabilities are watched through their
+    argmax (ties: the greatest class name)."""
+    if isinstance(prediction, dict):
+        return max(prediction.items(), key=lambda item: (item[1], item[0]))[0]  # type: ignore[no-any-return]
+    return prediction  # type: ignore[no-any-return]
+
+
+def checked_argmax(prediction: dict[str, Any]) -> str | None:
+    """``prediction_value`` of valid class probabilities; None if they are not valid
+    (the full parser then says why)."""
+    if not prediction:
+        return None
+    for prob in prediction.values():
+        if type(prob) is not float and type(prob) is not int:
+            return None
+    return max(prediction.items(), key=lambda item: (item[1], item[0]))[0]  # type: ignore[no-any-return]
+
+
+def is_error(prediction: object, label: object) -> bool:
+    """Whether a labelled prediction is wrong.
+
+    - A score in [0, 1] against a 0/1 or boolean label: wrong when ``score >= 0.5`` disagrees.
+    - A number against a number otherwise (regression): wrong when it misses by more than
+      10 % of the label's magnitude.
+    - Anything else (classes): wrong when the two differ.
+    """
+    if type(prediction) in _NUMERIC and (type(label) is bool or label in (0, 1)):
+        score = float(prediction)  # type: ignore[arg-type]
+        if 0.0 <= score <= 1.0:
+            return (score >= 0.5) != bool(label)
+    if type(prediction) in _NUMERIC and type(label) in _NUMERIC:
+        p, y = float(prediction), float(label)  # type: ignore[arg-type]
+        return abs(p - y) > 0.1 * max(abs(y), 1e-12)
+    return categorical(prediction) != categorical(label)
