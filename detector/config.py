@@ -62,7 +62,7 @@ class DetectionSettings(_Strict):
 
     # The default detector: ADWIN on 16-event block means of rank-transformed values.
     # delta calibrated on the stationary battery (docs/detection.md).
-    detector: DetectorSpec = DetectorSpec(name="ADWIN", params={"delta": 1e-5, "clock": 1})
+    detector: DetectorSpec = DetectorSpec(name="ADWIN", params={"delta": 1e-5, "clock": 4})
     reference_size: int = Field(512, ge=32, le=100_000)
     window_size: int = Field(512, ge=32, le=100_000)
     block_size: int = Field(16, ge=1, le=1024)

@@ -23,6 +23,13 @@ from detector.core.hits import (
 
 from libc.math cimport sqrt
 
+
+cdef extern from *:
+    """
+    #define DD_PREFETCH(p) __builtin_prefetch((const void *)(p))
+    """
+    void DD_PREFETCH(const void *p) noexcept nogil
+
 cdef enum:
     RANKS = 512  # hits.RANK_WINDOW, as a C constant
 
@@ -259,12 +266,11 @@ cdef class NumericTracker:
     cdef Py_ssize_t buckets
     cdef double ca
     cdef double cb
-    cdef double[::1] recent
+    cdef double[::1] recent  # a ring of the last max(window, RANKS) values
+    cdef int cap
     cdef int recent_head
     cdef int recent_len
-    cdef long long[::1] ranks
-    cdef int ranks_head
-    cdef int ranks_len
+    cdef int since  # values ranked since the reference was learned, up to RANKS
     cdef int cnt
     cdef long long sum_a
     cdef long long sum_b
@@ -282,8 +288,8 @@ cdef class NumericTracker:
         self.window = settings.window_size
         self.building = []
         self.reference = None
-        self.recent = np.zeros(self.window, dtype=np.float64)
-        self.ranks = np.zeros(RANKS, dtype=np.int64)
+        self.cap = max(self.window, RANKS)
+        self.recent = np.zeros(self.cap, dtype=np.float64)
         self.mean_det = _build(spec)
         self.spread_det = _build(spec)
         self.rearm = Rearm(settings.rearm_after)
@@ -292,8 +298,7 @@ cdef class NumericTracker:
         self.reference = np.sort(np.asarray(self.building, dtype=np.float64))
         self.building = []
         self._bind()
-        self.ranks_head = 0
-        self.ranks_len = 0
+        self.since = 0
 
     cdef void _bind(self):
         self.ref = self.reference
@@ -309,9 +314,9 @@ cdef class NumericTracker:
         self.seen += 1
         self.recent[self.recent_head] = x
         self.recent_head += 1
-        if self.recent_head == self.window:
+        if self.recent_head == self.cap:
             self.recent_head = 0
-        if self.recent_len < self.window:
+        if self.recent_len < self.cap:
             self.recent_len += 1
         if self.reference is None:
             self.building.append(x)
@@ -319,12 +324,8 @@ cdef class NumericTracker:
                 self._learn()
             return None
         a = self._ranks(x)
-        self.ranks[self.ranks_head] = a
-        self.ranks_head += 1
-        if self.ranks_head == RANKS:
-            self.ranks_head = 0
-        if self.ranks_len < RANKS:
-            self.ranks_len += 1
+        if self.since < RANKS:
+            self.since += 1
         self.sum_a += a
         self.sum_b += a - self.size if a >= self.size else self.size - a
         self.cnt += 1
@@ -338,6 +339,16 @@ cdef class NumericTracker:
         if fired_mean or fired_spread:
             return self._hit(index, fired_mean)
         return None
+
+    cdef inline void prefetch(self, double x) noexcept:
+        """Start loading the reference bucket that ``push(x)`` will search, so that the
+        loads of all of an event's features overlap instead of waiting one by one."""
+        cdef Py_ssize_t bucket
+        if self.reference is None:
+            return
+        bucket = _left(&self.fences[0], self.buckets, x)
+        if bucket < self.buckets:
+            DD_PREFETCH(&self.ref[bucket * 8])
 
     cdef inline long long _ranks(self, double x) noexcept:
         """numpy.searchsorted left + right on the reference, touching two cache lines: the
@@ -355,12 +366,13 @@ cdef class NumericTracker:
 
     cdef object _hit(self, Py_ssize_t index, bint fired_mean):
         cdef long long total = 0
-        cdef int i
-        for i in range(self.ranks_len):
-            total += self.ranks[i]
-        u_mean = (total / <double>self.ranks_len) / (2.0 * self.size)
+        cdef double value
+        # The mean rank of the values since the reference was learned (the last RANKS).
+        for value in self._recent(self.since):
+            total += self._ranks(value)
+        u_mean = (total / <double>self.since) / (2.0 * self.size)
         ref = self.reference
-        current = self._recent()
+        current = self._recent(self.window)
         is_location = located(fired_mean, u_mean)
         drift_type = self.drift_type or ("mean" if is_location else "variance")
         detector = (self.mean_det if fired_mean else self.spread_det).describe()
@@ -373,12 +385,14 @@ cdef class NumericTracker:
             return None
         return numeric_hit(index, drift_type, is_location, ref, current, detector)
 
-    cdef object _recent(self):
-        """The last ``window`` values, oldest first."""
+    cdef object _recent(self, int count):
+        """The last ``count`` values (at most those kept), oldest first."""
         arr = np.asarray(self.recent)
-        if self.recent_len < self.window:
-            return arr[: self.recent_len].copy()
-        return np.concatenate((arr[self.recent_head :], arr[: self.recent_head]))
+        if self.recent_len < self.cap:
+            ordered = arr[: self.recent_len]
+        else:
+            ordered = np.concatenate((arr[self.recent_head :], arr[: self.recent_head]))
+        return ordered[max(0, ordered.shape[0] - count) :].copy()
 
     def update(self, values):
         hits = []
@@ -393,9 +407,7 @@ cdef class NumericTracker:
             "k": self.k, "spec": self.spec, "ref_size": self.ref_size,
             "drift_type": self.drift_type, "window": self.window,
             "building": list(self.building), "reference": self.reference,
-            "recent": np.asarray(self.recent).copy(), "recent_head": self.recent_head,
-            "recent_len": self.recent_len, "ranks": np.asarray(self.ranks).copy(),
-            "ranks_head": self.ranks_head, "ranks_len": self.ranks_len, "cnt": self.cnt,
+            "recent": self._recent(self.cap), "since": self.since, "cnt": self.cnt,
             "sum_a": self.sum_a, "sum_b": self.sum_b, "mean_det": self.mean_det,
             "spread_det": self.spread_det, "seen": self.seen, "rearm": self.rearm,
         }
@@ -411,12 +423,13 @@ cdef class NumericTracker:
         self.reference = state["reference"]
         if self.reference is not None:
             self._bind()
-        self.recent = state["recent"]
-        self.recent_head = state["recent_head"]
-        self.recent_len = state["recent_len"]
-        self.ranks = state["ranks"]
-        self.ranks_head = state["ranks_head"]
-        self.ranks_len = state["ranks_len"]
+        self.cap = max(self.window, RANKS)
+        recent = state["recent"]
+        self.recent = np.zeros(self.cap, dtype=np.float64)
+        self.recent_len = recent.shape[0]
+        self.recent_head = self.recent_len % self.cap
+        np.asarray(self.recent)[: self.recent_len] = recent
+        self.since = state["since"]
         self.cnt = state["cnt"]
         self.sum_a = state["sum_a"]
         self.sum_b = state["sum_b"]
@@ -806,9 +819,12 @@ def run(engine, list offsets, list values, list timestamps, result):
                 if key is not layout.keys[j] and key != layout.keys[j]:
                     ok = False
                     break
-                if not _fits(layout.kinds[j], <object>value_ptr):
+                kind = layout.kinds[j]
+                if not _fits(kind, <object>value_ptr):
                     ok = False
                     break
+                if kind == NUMERIC and <object>value_ptr is not None:
+                    (<NumericTracker>layout.values[j]).prefetch(<double><object>value_ptr)
                 j += 1
         if not ok:
             _slow(engine, touched, result, offsets[i], raw, timestamps[i])

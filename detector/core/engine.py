@@ -97,8 +97,13 @@ def _fingerprint(settings: DetectionSettings, model: str, name: str) -> str:
 class PartitionDetectors:
     """All detectors fed by one input partition."""
 
-    def __init__(self, settings: DetectionSettings, topic: str, partition: int) -> None:
+    def __init__(
+        self, settings: DetectionSettings, topic: str, partition: int, *, reference: bool = False
+    ) -> None:
+        """``reference=True`` takes the readable per-event path for every event, never the
+        compiled loop: the same results, slower (tests compare the two)."""
         self.settings = settings
+        self.reference = reference
         self.topic = topic
         self.partition = partition
         self.models: dict[str, ModelState] = {}
@@ -136,8 +141,12 @@ class PartitionDetectors:
         feature would exceed max_features_per_model.
         """
         result = BatchResult()
-        stamps = [None] * len(offsets) if timestamps is None else list(timestamps)
-        _kernel.run(self, list(offsets), list(values), stamps, result)
+        stamps: list[int | None] = [None] * len(offsets) if timestamps is None else list(timestamps)
+        if self.reference:
+            for offset, value, stamp in zip(offsets, values, stamps, strict=True):
+                self._process_one(offset, value, stamp, result)
+        else:
+            _kernel.run(self, list(offsets), list(values), stamps, result)
         return result
 
     def _process_one(
@@ -200,7 +209,7 @@ class PartitionDetectors:
         values = monitor.values
         if values is None:
             return
-        if monitor.kind == "numeric":
+        if isinstance(values, NumericTracker):
             found = values.update((float(value),))
         else:
             found = values.update((categorical(value),))

@@ -220,7 +220,7 @@ class Sidecar:
             if batch is None:
                 if partition not in states:
                     continue
-                batch = batches[partition] = ([], [], [])  # type: ignore[index]
+                batch = batches[partition] = ([], [], [])
             batch[0].append(message.offset())  # type: ignore[arg-type]
             batch[1].append(message.value())
             batch[2].append(message)

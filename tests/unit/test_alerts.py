@@ -31,7 +31,7 @@ class TestBuildAlert:
         (detection,) = _detections(Drift("channel", "categorical", 4000))
         assert build_alert(detection, EMITTED_MS) == {
             "schema_version": 1,
-            "alert_id": "a4788ac4-0dd0-55b7-b7be-dacea23ee803",
+            "alert_id": "93b8fbaa-ddf9-52e3-ba47-72998be662fc",
             "model": "fraud",
             "model_version": "1",
             "feature": "channel",
@@ -40,7 +40,7 @@ class TestBuildAlert:
                 "name": "ADWIN",
                 "params": {
                     "delta": 1e-05,
-                    "clock": 1,
+                    "clock": 4,
                     "max_buckets": 5,
                     "min_window_length": 5,
                     "grace_period": 10,
@@ -48,13 +48,13 @@ class TestBuildAlert:
                 "block_size": 16,
             },
             "severity": "warning",
-            "detected_at": "2026-01-01T00:00:46.550Z",
+            "detected_at": "2026-01-01T00:00:46.710Z",
             "emitted_at": "2026-01-01T01:00:00.000Z",
             "trigger": {
                 "topic": "predictions",
                 "partition": 3,
-                "offset": 4655,
-                "event_id": "fraud-42-4655",
+                "offset": 4671,
+                "event_id": "fraud-42-4671",
             },
             "evidence": {
                 "reference": {
@@ -64,16 +64,16 @@ class TestBuildAlert:
                 },
                 "current": {
                     "count": 512,
-                    "frequencies": {"pos": 0.394531, "web": 0.318359, "app": 0.287109},
+                    "frequencies": {"pos": 0.404297, "web": 0.306641, "app": 0.289062},
                     "missing_rate": 0.0,
                 },
                 "category": "pos",
-                "total_variation": 0.208984,
+                "total_variation": 0.220703,
                 "statistic": "share",
-                "effect_size": 0.696615,
+                "effect_size": 0.735677,
             },
-            "summary": "categorical drift on fraud/channel: share of 'pos' 18.9% -> 39.5% "
-            "(effect 0.70, ADWIN)",
+            "summary": "categorical drift on fraud/channel: share of 'pos' 18.9% -> 40.4% "
+            "(effect 0.74, ADWIN)",
         }
 
     @pytest.mark.parametrize(
@@ -106,8 +106,8 @@ class TestBuildAlert:
         """The one-line form shows time, severity, summary and the trigger position."""
         (detection,) = _detections(Drift("channel", "categorical", 4000))
         assert alert_line(build_alert(detection, EMITTED_MS)) == (
-            "2026-01-01T00:00:46.550Z  WARNING  categorical drift on fraud/channel: share of "
-            "'pos' 18.9% -> 39.5% (effect 0.70, ADWIN) [p3@4655]"
+            "2026-01-01T00:00:46.710Z  WARNING  categorical drift on fraud/channel: share of "
+            "'pos' 18.9% -> 40.4% (effect 0.74, ADWIN) [p3@4671]"
         )
 
     def test_numeric_evidence_carries_missing_rates(self) -> None:
