@@ -117,7 +117,7 @@ class KafkaSettings(_Strict):
     # zombie; default: "<group_id>-<hostname>".
     transactional_id: str | None = None
     checkpoint_interval_s: float = Field(2.0, gt=0.0)
-    checkpoint_events: int = Field(50_000, ge=1)
+    checkpoint_events: int = Field(200_000, ge=1)
     session_timeout_ms: int = Field(10_000, ge=1000)
     # Up to this many messages per loop turn; larger batches amortise the core's
     # vectorised work (docs/benchmarks.md). A turn waits at most 0.2 s for them.

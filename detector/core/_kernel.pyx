@@ -604,6 +604,7 @@ cdef enum:
     CATEGORICAL = 2
     NULL_ONLY = 3  # only nulls seen so far: a value takes the reference path
     CONFIGURED = 4  # configured categorical: numbers are categories too
+    UNKNOWN = 5  # not a feature of the model (forgotten by a sweep): the reference path
 
 cdef int _kind(str kind):
     if kind == "numeric":
@@ -628,7 +629,8 @@ cdef class Layout:
     cdef list values
     cdef list ranks
     cdef list absent  # (rank, monitor) of known features missing from this shape
-    cdef long long[::1] last_seen
+    cdef long long[::1] last_seen  # -1: no value since the last sync
+    cdef long long pred_last_seen
     cdef int pred_kind
     cdef object pred_monitor
     cdef RateTracker pred_missing
@@ -651,11 +653,13 @@ cdef class Layout:
         self.missing = []
         self.values = []
         self.ranks = []
-        self.last_seen = np.zeros(n, dtype=np.int64)
+        self.last_seen = np.full(n, -1, dtype=np.int64)
+        self.pred_last_seen = -1
+        ignored = settings.ignored(model)
         for j, key in enumerate(self.keys):
             monitor = known.get(key)
-            if monitor is None:  # an ignored feature
-                self.kinds[j] = IGNORED
+            if monitor is None:
+                self.kinds[j] = IGNORED if key in ignored else UNKNOWN
                 self.monitors.append(None)
                 self.missing.append(None)
                 self.values.append(None)
@@ -690,9 +694,12 @@ cdef class Layout:
         if not self.processed:
             return
         for j in range(len(self.monitors)):
-            if self.last_seen[j]:
+            if self.last_seen[j] >= 0:
                 self.monitors[j].last_seen_ms = self.last_seen[j]
-                self.last_seen[j] = 0
+                self.last_seen[j] = -1
+        if self.pred_last_seen >= 0:
+            self.pred_monitor.last_seen_ms = self.pred_last_seen
+            self.pred_last_seen = -1
         state = self.state
         state.events = self.events
         state.latest_ms = self.latest_ms
@@ -705,6 +712,8 @@ cdef class Layout:
 cdef inline bint _fits(int kind, object value):
     """Whether a value of this type is fed by the loop for a slot of this kind."""
     cdef type t = type(value)
+    if kind == UNKNOWN:
+        return False
     if value is None:
         return True
     if kind == NUMERIC:
@@ -859,6 +868,7 @@ def run(engine, list offsets, list values, list timestamps, result):
             hit = (<RateTracker>monitor.missing).push(True, i)
             if hit is not None:
                 hits = _add(hits, rank, 0, monitor_name(monitor, layout), hit)
+        layout.pred_last_seen = ts_ms
         hit = layout.pred_missing.push(False, i)
         if hit is not None:
             hits = _add(hits, layout.pred_rank, 0, PREDICTION, hit)
