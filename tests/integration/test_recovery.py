@@ -76,10 +76,12 @@ def _config(tmp_path: Path, kafka: Any, source: str, **extra: Any) -> Path:
         input_topic=source,
         alert_topic=f"{source}.alerts",
         group_id=f"{source}.group",
-        # Long transactions: a kill right after a commit lands inside the next one.
-        checkpoint_events=2000,
-        checkpoint_interval_s=1.0,
-        **extra,
+        **{
+            # Long transactions: a kill right after a commit lands inside the next one.
+            "checkpoint_events": 2000,
+            "checkpoint_interval_s": 1.0,
+            **extra,
+        },
     )
 
 
@@ -95,6 +97,11 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(
         source,
         transactional_id=unique("txn"),
         librdkafka={"group.instance.id": unique("member")},
+        # A chunk is processed in well under a second: its alerts stay in the open
+        # transaction until the time cadence (counted from start-up, so longer than the
+        # group join), which is where the kill must land.
+        checkpoint_events=1_000_000,
+        checkpoint_interval_s=8.0,
     )
     settings = settings_for(config)
     group = settings.kafka.group_id
