@@ -136,12 +136,21 @@ cdef class RateTracker:
     cdef int recent_len
     cdef int cnt
     cdef long long acc
+    # Zero blocks not yet shown to the detector. An ADWIN that has seen only zeros since
+    # its last reset cannot detect anything on another zero (both sub-window means are 0),
+    # so they are fed later, in order, when a non-zero block arrives: the same calls, the
+    # same detections. A feature that is never missing never pays for its detector.
+    cdef long long pending
+    cdef bint zeros_only
+    cdef bint lazy
 
     def __init__(self, spec, settings, str drift_type):
         self.k = settings.block_size
         self.scale = _block_scale(self.k)
         self.drift_type = drift_type
         self.detector = _build(spec)
+        self.zeros_only = True
+        self.lazy = type(self.detector) is AdwinFast
         self.ref_blocks = max(1, settings.reference_size // self.k)
         self.recent = np.zeros(max(1, settings.window_size // self.k), dtype=np.int64)
         self.rearm = Rearm(settings.rearm_after)
@@ -163,7 +172,15 @@ cdef class RateTracker:
         self.recent_head = (self.recent_head + 1) % self.recent.shape[0]
         if self.recent_len < self.recent.shape[0]:
             self.recent_len += 1
+        if count == 0 and self.zeros_only and self.lazy:
+            self.pending += 1
+            return None
+        while self.pending:
+            self.pending -= 1
+            self.detector.step(0.0)
+        self.zeros_only = False
         if self.detector.step(count * self.scale):
+            self.zeros_only = True  # River resets the detector at its next step
             return self._hit(index)
         return None
 
@@ -204,6 +221,7 @@ cdef class RateTracker:
             "ref_sum": self.ref_sum, "ref_len": self.ref_len,
             "recent": np.asarray(self.recent).copy(), "recent_head": self.recent_head,
             "recent_len": self.recent_len, "cnt": self.cnt, "acc": self.acc,
+            "pending": self.pending, "zeros_only": self.zeros_only,
         }
 
     def __setstate__(self, state):
@@ -221,6 +239,9 @@ cdef class RateTracker:
         self.recent_len = state["recent_len"]
         self.cnt = state["cnt"]
         self.acc = state["acc"]
+        self.pending = state["pending"]
+        self.zeros_only = state["zeros_only"]
+        self.lazy = type(self.detector) is AdwinFast
 
     def __reduce__(self):
         return (_restore, (RateTracker, self.__getstate__()))
