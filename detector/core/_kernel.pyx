@@ -119,7 +119,36 @@ def _restore(cls, state):
     return obj
 
 
-cdef class RateTracker:
+cdef inline Py_ssize_t _slot(int* head, int* length, Py_ssize_t cap) noexcept nogil:
+    """Where a ring of ``cap`` slots takes its next value; advances head and length."""
+    cdef Py_ssize_t at = head[0]
+    head[0] = <int>(at + 1 if at + 1 < cap else 0)
+    if length[0] < cap:
+        length[0] += 1
+    return at
+
+
+cdef class Tracker:
+    """What the three trackers share: the Python ``update`` over their typed ``push``, and
+    pickling through ``__getstate__``/``__setstate__``."""
+
+    cdef object _push(self, object value, Py_ssize_t index):
+        raise NotImplementedError
+
+    def update(self, values):
+        """Feed values in order; hits are indexed into ``values``."""
+        hits = []
+        for i, value in enumerate(values):
+            hit = self._push(value, i)
+            if hit is not None:
+                hits.append(hit)
+        return hits
+
+    def __reduce__(self):
+        return (_restore, (type(self), self.__getstate__()))
+
+
+cdef class RateTracker(Tracker):
     """Rate of a 0/1 flag per observation (missing value, wrong prediction)."""
 
     cdef public int k
@@ -168,10 +197,7 @@ cdef class RateTracker:
         if self.ref_len < self.ref_blocks:
             self.ref_sum += count
             self.ref_len += 1
-        self.recent[self.recent_head] = count
-        self.recent_head = (self.recent_head + 1) % self.recent.shape[0]
-        if self.recent_len < self.recent.shape[0]:
-            self.recent_len += 1
+        self.recent[_slot(&self.recent_head, &self.recent_len, self.recent.shape[0])] = count
         if count == 0 and self.zeros_only and self.lazy:
             self.pending += 1
             return None
@@ -194,14 +220,8 @@ cdef class RateTracker:
             return None
         return rate_hit(index, self.drift_type, self.detector.describe(), ref_rate, cur_rate)
 
-    def update(self, flags):
-        """Feed flags (true: the observation counts); hits are indexed into ``flags``."""
-        hits = []
-        for i, flag in enumerate(flags):
-            hit = self.push(bool(flag), i)
-            if hit is not None:
-                hits.append(hit)
-        return hits
+    cdef object _push(self, object value, Py_ssize_t index):
+        return self.push(bool(value), index)
 
     def rates(self):
         """The reference rate and the rate over the recent window (None: no block yet)."""
@@ -243,9 +263,6 @@ cdef class RateTracker:
         self.zeros_only = state["zeros_only"]
         self.lazy = type(self.detector) is AdwinFast
 
-    def __reduce__(self):
-        return (_restore, (RateTracker, self.__getstate__()))
-
 
 cdef inline Py_ssize_t _left(const double* ref, Py_ssize_t n, double x) noexcept nogil:
     # First index i with ref[i] >= x (numpy.searchsorted side="left"), without branches
@@ -270,7 +287,7 @@ cdef inline Py_ssize_t _right(const double* ref, Py_ssize_t n, double x) noexcep
     return (base - ref) + (base[0] <= x)
 
 
-cdef class NumericTracker:
+cdef class NumericTracker(Tracker):
     """Location and spread of a numeric stream, shape-free through a reference rank transform."""
 
     cdef public int k
@@ -333,12 +350,7 @@ cdef class NumericTracker:
         cdef long long a
         cdef bint fired_mean, fired_spread
         self.seen += 1
-        self.recent[self.recent_head] = x
-        self.recent_head += 1
-        if self.recent_head == self.cap:
-            self.recent_head = 0
-        if self.recent_len < self.cap:
-            self.recent_len += 1
+        self.recent[_slot(&self.recent_head, &self.recent_len, self.cap)] = x
         if self.reference is None:
             self.building.append(x)
             if len(self.building) >= self.ref_size:
@@ -415,13 +427,8 @@ cdef class NumericTracker:
             ordered = np.concatenate((arr[self.recent_head :], arr[: self.recent_head]))
         return ordered[max(0, ordered.shape[0] - count) :].copy()
 
-    def update(self, values):
-        hits = []
-        for i, value in enumerate(values):
-            hit = self.push(value, i)
-            if hit is not None:
-                hits.append(hit)
-        return hits
+    cdef object _push(self, object value, Py_ssize_t index):
+        return self.push(value, index)
 
     def __getstate__(self):
         return {
@@ -459,11 +466,8 @@ cdef class NumericTracker:
         self.seen = state["seen"]
         self.rearm = state["rearm"]
 
-    def __reduce__(self):
-        return (_restore, (NumericTracker, self.__getstate__()))
 
-
-cdef class CategoricalTracker:
+cdef class CategoricalTracker(Tracker):
     """Shares of the frequent reference categories, plus one share for all others."""
 
     cdef public int k
@@ -516,12 +520,7 @@ cdef class CategoricalTracker:
         cdef int fired = -1
         cdef Detector det
         self.seen += 1
-        self.recent[self.recent_head] = value
-        self.recent_head += 1
-        if self.recent_head == self.window:
-            self.recent_head = 0
-        if self.recent_len < self.window:
-            self.recent_len += 1
+        self.recent[_slot(&self.recent_head, &self.recent_len, self.window)] = value
         if self.ref_counts is None:
             self.building.append(value)
             if len(self.building) >= self.ref_size:
@@ -562,13 +561,8 @@ cdef class CategoricalTracker:
             return self.recent[: self.recent_len]
         return self.recent[self.recent_head :] + self.recent[: self.recent_head]
 
-    def update(self, values):
-        hits = []
-        for i, value in enumerate(values):
-            hit = self.push(value, i)
-            if hit is not None:
-                hits.append(hit)
-        return hits
+    cdef object _push(self, object value, Py_ssize_t index):
+        return self.push(value, index)
 
     def __getstate__(self):
         return {
@@ -600,9 +594,6 @@ cdef class CategoricalTracker:
         self.cnt = state["cnt"]
         self.seen = state["seen"]
         self.rearm = state["rearm"]
-
-    def __reduce__(self):
-        return (_restore, (CategoricalTracker, self.__getstate__()))
 
 
 # -- the per-event loop ----------------------------------------------------------------------
