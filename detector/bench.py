@@ -346,9 +346,9 @@ What the compiled core does per event, and what it costs:
   features before the first is needed;
 - per feature, the missing flag and block sums;
 - every 16 observations of a feature, one River ADWIN step per detector (about 100
-  detectors per model here), checking for a cut every 4th step (`clock=4`); the missing-rate
-  detectors of features that have not been missing since their last reset are skipped until
-  a value goes missing (the same River calls, made later).
+  detectors per model here), checking for a cut every 4th step (`clock=4`). A detector whose
+  window holds only zeros (a feature never missing, a category that never occurs) gets its
+  zeros later, just before its next non-zero value: the same River calls, made later.
 
 Measured along the way (same machine, `perf record` on the core): River's ADWIN steps and
 the per-feature rank search were each about an eighth of the core's time, `orjson.loads`

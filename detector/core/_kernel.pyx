@@ -60,18 +60,41 @@ cdef class AdwinFast(Detector):
 
     ``river.drift.ADWIN.update`` resets its Rust helper on the call after a detection and
     then forwards to ``helper.update``; this does the same, directly.
+
+    Zeros are shown late: while the window holds nothing but zeros (since the start or the
+    last reset), another zero cannot be a change (both sub-window means are 0), so zeros
+    are counted and handed to River, in order, just before the next non-zero value. River
+    sees the same calls and detects at the same positions; a statistic that stays at 0
+    (a feature that is never missing, a category that never occurs) costs nothing.
     """
 
     cdef object _adwin
     cdef object _update
     cdef bint _detected
+    cdef long long _pending  # zeros not yet handed to River
+    cdef bint _zeros_only  # River's window holds only zeros (or nothing)
 
-    def __init__(self, adwin, detected=False):
+    def __init__(self, adwin, detected=False, pending=0, zeros_only=None):
         self._adwin = adwin
         self._update = adwin._helper.update
         self._detected = detected
+        self._pending = pending
+        self._zeros_only = adwin.width == 0 if zeros_only is None else zeros_only
 
     cpdef bint step(self, double x) except -1:
+        if x == 0.0 and self._zeros_only:
+            self._pending += 1
+            return False
+        while self._pending:
+            self._pending -= 1
+            self._river(0.0)  # cannot fire: the window is all zeros
+        self._zeros_only = False
+        if self._river(x):
+            self._zeros_only = True  # River starts a new window at the next value
+            return True
+        return False
+
+    cdef bint _river(self, double x) except -1:
         if self._detected:
             self._adwin._reset()
             self._update = self._adwin._helper.update
@@ -82,7 +105,7 @@ cdef class AdwinFast(Detector):
         return {"name": "ADWIN", "params": dict(self._adwin._get_params())}
 
     def __reduce__(self):
-        return (AdwinFast, (self._adwin, self._detected))
+        return (AdwinFast, (self._adwin, self._detected, self._pending, self._zeros_only))
 
 
 cdef class RiverDetector(Detector):
@@ -165,21 +188,12 @@ cdef class RateTracker(Tracker):
     cdef int recent_len
     cdef int cnt
     cdef long long acc
-    # Zero blocks not yet shown to the detector. An ADWIN that has seen only zeros since
-    # its last reset cannot detect anything on another zero (both sub-window means are 0),
-    # so they are fed later, in order, when a non-zero block arrives: the same calls, the
-    # same detections. A feature that is never missing never pays for its detector.
-    cdef long long pending
-    cdef bint zeros_only
-    cdef bint lazy
 
     def __init__(self, spec, settings, str drift_type):
         self.k = settings.block_size
         self.scale = _block_scale(self.k)
         self.drift_type = drift_type
         self.detector = _build(spec)
-        self.zeros_only = True
-        self.lazy = type(self.detector) is AdwinFast
         self.ref_blocks = max(1, settings.reference_size // self.k)
         self.recent = np.zeros(max(1, settings.window_size // self.k), dtype=np.int64)
         self.rearm = Rearm(settings.rearm_after)
@@ -198,15 +212,7 @@ cdef class RateTracker(Tracker):
             self.ref_sum += count
             self.ref_len += 1
         self.recent[_slot(&self.recent_head, &self.recent_len, self.recent.shape[0])] = count
-        if count == 0 and self.zeros_only and self.lazy:
-            self.pending += 1
-            return None
-        while self.pending:
-            self.pending -= 1
-            self.detector.step(0.0)
-        self.zeros_only = False
         if self.detector.step(count * self.scale):
-            self.zeros_only = True  # River resets the detector at its next step
             return self._hit(index)
         return None
 
@@ -241,7 +247,6 @@ cdef class RateTracker(Tracker):
             "ref_sum": self.ref_sum, "ref_len": self.ref_len,
             "recent": np.asarray(self.recent).copy(), "recent_head": self.recent_head,
             "recent_len": self.recent_len, "cnt": self.cnt, "acc": self.acc,
-            "pending": self.pending, "zeros_only": self.zeros_only,
         }
 
     def __setstate__(self, state):
@@ -259,9 +264,6 @@ cdef class RateTracker(Tracker):
         self.recent_len = state["recent_len"]
         self.cnt = state["cnt"]
         self.acc = state["acc"]
-        self.pending = state["pending"]
-        self.zeros_only = state["zeros_only"]
-        self.lazy = type(self.detector) is AdwinFast
 
 
 cdef inline Py_ssize_t _left(const double* ref, Py_ssize_t n, double x) noexcept nogil:

@@ -47,6 +47,29 @@ class TestAdwinFast:
         assert _positions(copy.step, values[4000:]) == _positions(original.step, values[4000:])
         assert head
 
+    def test_deferred_zeros_give_river_positions(self) -> None:
+        """Zeros are handed to River late while its window holds only zeros; on streams of
+        long zero runs (at the start, after a detection, between bursts) the positions are
+        still exactly River's, including detections right after a run of zeros."""
+        rng = np.random.default_rng(5)
+        values = [0.0] * 4000 + rng.binomial(1, 0.3, 3000).astype(float).tolist()
+        values += [0.0] * 5000 + rng.normal(2.0, 1.0, 2000).tolist() + [0.0] * 3000
+        values += rng.binomial(1, 0.05, 4000).astype(float).tolist() + [0.0] * 2000
+        for params in ({"delta": 1e-5, "clock": 1}, {"delta": 1e-5, "clock": 4}, {}):
+            reference = drift.ADWIN(**params)
+            expected = []
+            for i, x in enumerate(values):
+                reference.update(x)
+                if reference.drift_detected:
+                    expected.append(i)
+            for cut in (2000, 9000):  # pickled with zeros pending, and after bursts
+                fast = build_detector(DetectorSpec(name="ADWIN", params=params))
+                head = _positions(fast.step, values[:cut])
+                copy = pickle.loads(pickle.dumps(fast))
+                tail = [i + cut for i in _positions(copy.step, values[cut:])]
+                assert head + tail == expected
+            assert len(expected) >= 3
+
     def test_other_detectors_use_river_api(self) -> None:
         """Non-ADWIN detectors go through River's public update/drift_detected."""
         det = build_detector(DetectorSpec(name="PageHinkley", params={"threshold": 20}))
