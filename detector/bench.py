@@ -339,8 +339,8 @@ the compiled core, {split["compiled core, total (orjson included)"]:.2f} µs, an
 What the compiled core does per event, and what it costs:
 
 - parse with `orjson.loads` (the floor's own cost);
-- recognise the model's usual event shape: the same keys in the same order, values of the
-  kinds seen before (a few dict lookups and type tests);
+- recognise an event of known features with values of the kinds seen before (a few dict
+  lookups and type tests; keys in the usual order match by position);
 - per numeric feature, the two reference ranks: a search of 64 bucket fences, then of one
   bucket of 8 values (usually a cache miss), whose load is started for all of the event's
   features before the first is needed;

@@ -629,20 +629,27 @@ cdef int _kind(str kind):
 
 
 cdef class Layout:
-    """One model's usual event shape, as the reference path last admitted it: the feature
-    keys in event order with the kind and trackers of each. An event of exactly this shape
-    (same keys, same order, values of the known kinds) is fed here without any other
-    check; any other event takes the reference path, which then builds a new layout."""
+    """One model's known features, as slots the loop can fill without Python-level checks:
+    first the keys of the event the reference path last admitted, in its order (so the
+    usual event matches slot by slot), then the model's other features. An event whose
+    keys are all slots, with values of the slots' kinds, is fed here in whatever key order;
+    the features it leaves out count as missing, as on the reference path. Any other event
+    (a new feature, a new kind, a sweep) takes the reference path, which then builds a new
+    layout."""
 
     cdef str model
     cdef object state
-    cdef list keys
+    cdef list keys  # slot -> feature name
+    cdef dict index  # feature name -> slot
+    cdef Py_ssize_t slots
     cdef int[::1] kinds
     cdef list monitors
     cdef list missing
     cdef list values
     cdef list ranks
-    cdef list absent  # (rank, monitor) of known features missing from this shape
+    cdef Py_ssize_t[::1] order  # the current event's key position -> slot
+    cdef long long[::1] stamp  # the last event (epoch) that had a value for the slot
+    cdef long long epoch
     cdef long long[::1] last_seen  # -1: no value since the last sync
     cdef long long pred_last_seen
     cdef int pred_kind
@@ -657,16 +664,20 @@ cdef class Layout:
 
     def __init__(self, str model, state, dict features, settings):
         known = state.features
-        order = {name: i for i, name in enumerate(known)}
-        n = len(features)
+        rank_of = {name: i for i, name in enumerate(known)}
         self.model = model
         self.state = state
-        self.keys = list(features)
+        self.keys = list(features) + [name for name in known if name not in features]
+        self.index = {key: j for j, key in enumerate(self.keys)}
+        n = self.slots = len(self.keys)
         self.kinds = np.zeros(n, dtype=np.intc)
         self.monitors = []
         self.missing = []
         self.values = []
         self.ranks = []
+        self.order = np.zeros(n, dtype=np.intp)
+        self.stamp = np.zeros(n, dtype=np.int64)
+        self.epoch = 0
         self.last_seen = np.full(n, -1, dtype=np.int64)
         self.pred_last_seen = -1
         ignored = settings.ignored(model)
@@ -685,10 +696,9 @@ cdef class Layout:
             self.monitors.append(monitor)
             self.missing.append(monitor.missing)
             self.values.append(monitor.values)
-            self.ranks.append(order[key])
+            self.ranks.append(rank_of[key])
             if self.kinds[j] != NULL_ONLY and monitor.values is None:
                 self.kinds[j] = NULL_ONLY  # not set up yet: the reference path does it
-        self.absent = [(order[name], m) for name, m in known.items() if name not in features]
         prediction = state.prediction
         self.pred_monitor = prediction
         self.pred_kind = _kind(prediction.kind)
@@ -750,7 +760,7 @@ def run(engine, list offsets, list values, list timestamps, result):
     """Process one partition's messages in order; see PartitionDetectors.process_batch."""
     from detector.core.engine import ERROR, PREDICTION, SWEEP_EVERY, with_missing_rates
 
-    cdef Py_ssize_t i, j, n = len(offsets), pos
+    cdef Py_ssize_t i, j, p, n = len(offsets), pos
     cdef Py_ssize_t max_bytes = engine._max_bytes
     cdef dict layouts = engine._layouts
     cdef list touched = []
@@ -811,7 +821,7 @@ def run(engine, list offsets, list values, list timestamps, result):
             ok = found is not NULL and type(<object>found) is dict
             if ok:
                 features = <object>found
-                ok = PyDict_Size(features) == len(layout.keys)
+                ok = PyDict_Size(features) <= layout.slots
         # The prediction: its kind must be the model's.
         pred = None
         pred_kind = IGNORED
@@ -833,22 +843,30 @@ def run(engine, list offsets, list values, list timestamps, result):
             if found is not NULL and <object>found is not None:
                 label = <object>found
                 ok = layout.error is not None
-        # Every feature: the layout's key at the same position, a value of its kind.
+        # Every key a slot (usually the one at the same position), a value of its kind.
         if ok:
+            layout.epoch += 1
             pos = 0
-            j = 0
+            p = 0
             while PyDict_Next(features, &pos, &key_ptr, &value_ptr):
                 key = <object>key_ptr
-                if key is not layout.keys[j] and key != layout.keys[j]:
-                    ok = False
-                    break
+                if p < layout.slots and (key is layout.keys[p] or key == layout.keys[p]):
+                    j = p
+                else:
+                    found = PyDict_GetItem(layout.index, key)
+                    if found is NULL:
+                        ok = False
+                        break
+                    j = <Py_ssize_t><object>found
                 kind = layout.kinds[j]
                 if not _fits(kind, <object>value_ptr):
                     ok = False
                     break
                 if kind == NUMERIC and <object>value_ptr is not None:
                     (<NumericTracker>layout.values[j]).prefetch(<double><object>value_ptr)
-                j += 1
+                layout.order[p] = j
+                layout.stamp[j] = layout.epoch
+                p += 1
         if not ok:
             _slow(engine, touched, result, offsets[i], raw, timestamps[i])
             continue
@@ -857,8 +875,10 @@ def run(engine, list offsets, list values, list timestamps, result):
         if layout.processed == 0:
             touched.append(layout)
         pos = 0
-        j = 0
+        p = 0
         while PyDict_Next(features, &pos, &key_ptr, &value_ptr):
+            j = layout.order[p]
+            p += 1
             kind = layout.kinds[j]
             if kind != IGNORED:
                 value = <object>value_ptr
@@ -877,11 +897,13 @@ def run(engine, list offsets, list values, list timestamps, result):
                     if hit is not None:
                         hit = with_missing_rates(hit, layout.monitors[j])
                         hits = _add(hits, layout.ranks[j], 1, <str>key_ptr, hit)
-            j += 1
-        for rank, monitor in layout.absent:
-            hit = (<RateTracker>monitor.missing).push(True, i)
-            if hit is not None:
-                hits = _add(hits, rank, 0, monitor_name(monitor, layout), hit)
+        if p < layout.slots:  # features the event left out are missing
+            for j in range(layout.slots):
+                kind = layout.kinds[j]
+                if layout.stamp[j] != layout.epoch and kind != IGNORED and kind != UNKNOWN:
+                    hit = (<RateTracker>layout.missing[j]).push(True, i)
+                    if hit is not None:
+                        hits = _add(hits, layout.ranks[j], 0, layout.keys[j], hit)
         layout.pred_last_seen = ts_ms
         hit = layout.pred_missing.push(False, i)
         if hit is not None:
@@ -915,13 +937,6 @@ def run(engine, list offsets, list values, list timestamps, result):
 
 def _hit_order(item):
     return item[0], item[1]
-
-
-cdef object monitor_name(monitor, Layout layout):
-    for name, candidate in layout.state.features.items():
-        if candidate is monitor:
-            return name
-    raise KeyError("monitor not found")
 
 
 cdef void _sync(engine, list touched, result):

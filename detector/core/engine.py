@@ -4,8 +4,8 @@ One :class:`PartitionDetectors` holds every detector fed by one input partition,
 model and feature. Its changelog form is one entry per model (see :mod:`detector.core.state`).
 
 Events are processed one at a time, in offset order. The compiled loop
-(:func:`detector.core._kernel.run`) takes every event whose shape it recognises (the model's
-known features with the kinds they had before, in the same key order) and hands any other
+(:func:`detector.core._kernel.run`) takes every event whose shape it recognises (only the
+model's known features, with the kinds they had before, in any order) and hands any other
 event to :meth:`PartitionDetectors._process_one`, the readable reference path, which does
 the full validation, admission and registration of new features.
 """

@@ -697,10 +697,11 @@ class TestLoopMatchesReferencePath:
         _assert_same(_run(irregular, 1, reference=True), reference_run)
 
     def test_loop_takes_most_events(self, irregular: list[InputRecord]) -> None:
-        """The comparison is not vacuous: the compiled loop feeds most events itself and
-        leaves only new shapes, sweeps and odd events to the reference path."""
+        """The comparison is not vacuous: the compiled loop feeds most events itself, those
+        with left-out or reordered keys included, and leaves only new features, new kinds,
+        sweeps and odd events to the reference path."""
         compiled = _run(irregular, 333, reference=False)
-        assert compiled.slow == 1408
+        assert compiled.slow == 256
         assert compiled.slow < len(irregular) // 10
 
     @pytest.mark.parametrize("batch", [1, 333, 10**9])
