@@ -314,6 +314,7 @@ class PartitionDetectors:
         if stale:
             state.signatures.clear()
             self._layouts.pop(model, None)
+            self._dirty.add(model)  # even when the event that swept is refused
         return len(stale)
 
     def _detection(

@@ -88,8 +88,9 @@ def numeric_hit(
 ) -> Hit:
     statistic = "mean" if is_location else "variance"
     effect = mean_effect(ref, current) if is_location else spread_effect(ref, current)
-    ref_mean, cur_mean = float(ref.mean()), float(current.mean())
-    ref_sd, cur_sd = float(ref.std()), float(current.std())
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values: inf in the text
+        ref_mean, cur_mean = float(ref.mean()), float(current.mean())
+        ref_sd, cur_sd = float(ref.std()), float(current.std())
     if is_location:
         description = f"mean {ref_mean:.4g} -> {cur_mean:.4g}"
     else:

@@ -17,8 +17,14 @@ def _r(value: float) -> float | None:
 
 
 def numeric_summary(values: Sequence[float] | np.ndarray) -> dict[str, Any]:
-    """Count, mean, std and quantiles of a non-empty window (the engine adds missing_rate)."""
+    """Count, mean, std and quantiles of a non-empty window (the engine adds missing_rate).
+    Statistics that overflow a double are reported as null."""
     arr = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _summary(arr)
+
+
+def _summary(arr: np.ndarray) -> dict[str, Any]:
     qs = np.quantile(arr, QUANTILES)
     return {
         "count": int(arr.size),
@@ -51,16 +57,25 @@ def total_variation(ref: Counter[str], cur: Counter[str]) -> float:
 
 
 def mean_effect(ref: np.ndarray, cur: np.ndarray) -> float | None:
-    """|mean shift| in reference standard deviations; None when the reference is constant."""
-    sd = float(ref.std())
+    """|mean shift| in reference standard deviations; None when the reference is constant
+    or the values are too large for the arithmetic (an infinite mean or std)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        sd = float(ref.std())
+        shift = abs(float(cur.mean()) - float(ref.mean()))
     if sd == 0.0:
         return None
-    return abs(float(cur.mean()) - float(ref.mean())) / sd
+    return _finite(shift / sd)
 
 
 def spread_effect(ref: np.ndarray, cur: np.ndarray) -> float | None:
-    """|log2 of the std ratio|: 1.0 means the spread doubled or halved."""
-    sd_ref, sd_cur = float(ref.std()), float(cur.std())
-    if sd_ref == 0.0 or sd_cur == 0.0:
+    """|log2 of the std ratio|: 1.0 means the spread doubled or halved. None when either
+    window is constant or a std is not finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        sd_ref, sd_cur = float(ref.std()), float(cur.std())
+    if not (math.isfinite(sd_ref) and math.isfinite(sd_cur)) or sd_ref == 0.0 or sd_cur == 0.0:
         return None
-    return abs(math.log2(sd_cur / sd_ref))
+    return _finite(abs(math.log2(sd_cur / sd_ref)))
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None

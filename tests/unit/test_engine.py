@@ -252,3 +252,59 @@ class TestErrorRate:
         core.process(_records(events))
         error = core.models["m"].error
         assert error is not None and error.seen == 4000
+
+
+def _event(i: int, ts: int, **features: object) -> dict[str, object]:
+    return {
+        "event_id": f"e{i}",
+        "model": "m",
+        "timestamp": ts,
+        "features": features,
+        "prediction": 0.5,
+    }
+
+
+class TestHostileValues:
+    @pytest.mark.parametrize("reference", [False, True])
+    def test_values_near_the_double_limit_do_not_stop_processing(self, reference: bool) -> None:
+        """A reference sample holding 1e200 overflows its standard deviation. The change is
+        still reported, with null effect size and std, on both paths; nothing raises."""
+        settings = DetectionSettings(reference_size=32, window_size=32, block_size=2, rearm_after=0)
+        rng = random.Random(0)
+        xs = (
+            [1e200]
+            + [rng.gauss(0, 1) for _ in range(331)]
+            + [rng.gauss(0, 0.001) for _ in range(400)]
+        )
+        events = [_event(i, 1000 + i, x=x) for i, x in enumerate(xs)]
+        core = PartitionDetectors(settings, "in", 0, reference=reference)
+        detections = core.process(_records(events)).detections
+        assert [(d.offset, d.drift_type) for d in detections][:1] == [(527, "variance")]
+        first = detections[0]
+        assert first.evidence["effect_size"] is None
+        assert first.evidence["reference"]["std"] is None
+        assert first.severity == "critical"
+
+
+class TestSnapshots:
+    @pytest.mark.parametrize("reference", [False, True])
+    def test_sweep_by_a_refused_event_reaches_the_changelog(self, reference: bool) -> None:
+        """A refused event (too many features) that sweeps stale features changes the
+        model's state: the next snapshot carries it, so a restored partition has forgotten
+        the same features as an uninterrupted one."""
+        settings = DetectionSettings(max_features_per_model=3, feature_ttl_s=1.0)
+        stream = _records(
+            [
+                _event(0, 1000, a=1.0, b=1.0),
+                _event(1, 5000, a=1.0, c=1.0, d=1.0, e=1.0),  # refused; sweeps b
+                _event(2, 5000, a=1.0, c=1.0),
+            ]
+        )
+        core = PartitionDetectors(settings, "in", 0, reference=reference)
+        changelog: dict[str, bytes] = {}
+        for record in stream[:2]:
+            core.process([record])
+            changelog.update(core.snapshot())
+        restored = PartitionDetectors.restore(settings, "in", 0, changelog)
+        restored.process(stream[2:])
+        assert list(restored.models["m"].features) == ["a", "c"]
