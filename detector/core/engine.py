@@ -278,6 +278,8 @@ class PartitionDetectors:
             # it, features not seen for the TTL are forgotten, here, at this event. (Not at
             # every refusal, which would make hostile input cost a sweep per event.)
             state.refused += 1
+            if event.model in self.models:
+                self._dirty.add(event.model)  # the refusal count is state: checkpoint it
             if state.refused % REFUSED_SWEEP_EVERY == 1:
                 now_ms = max(state.latest_ms, event.timestamp_ms)
                 expired = self._expire(event.model, state, now_ms)
