@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 import numpy as np
 from river import drift
@@ -21,18 +22,23 @@ def _positions(step: object, values: list[float]) -> list[int]:
     return [i for i, x in enumerate(values) if step(x)]  # type: ignore[operator]
 
 
+def _river_positions(detector: Any, values: list[float]) -> list[int]:
+    """Where a River detector, through its public update/drift_detected, fires."""
+    found = []
+    for i, x in enumerate(values):
+        detector.update(x)
+        if detector.drift_detected:
+            found.append(i)
+    return found
+
+
 class TestAdwinFast:
     def test_same_detections_as_river(self) -> None:
         """On the same streams, the fast path fires at exactly River's positions."""
         for seed in range(5):
             for params in ({}, {"delta": 1e-5, "clock": 1}, {"delta": 0.01, "clock": 8}):
                 values = _stream(seed)
-                reference = drift.ADWIN(**params)
-                expected = []
-                for i, x in enumerate(values):
-                    reference.update(x)
-                    if reference.drift_detected:
-                        expected.append(i)
+                expected = _river_positions(drift.ADWIN(**params), values)
                 fast = build_detector(DetectorSpec(name="ADWIN", params=params))
                 assert isinstance(fast, AdwinFast)
                 assert _positions(fast.step, values) == expected
@@ -56,12 +62,7 @@ class TestAdwinFast:
         values += [0.0] * 5000 + rng.normal(2.0, 1.0, 2000).tolist() + [0.0] * 3000
         values += rng.binomial(1, 0.05, 4000).astype(float).tolist() + [0.0] * 2000
         for params in ({"delta": 1e-5, "clock": 1}, {"delta": 1e-5, "clock": 4}, {}):
-            reference = drift.ADWIN(**params)
-            expected = []
-            for i, x in enumerate(values):
-                reference.update(x)
-                if reference.drift_detected:
-                    expected.append(i)
+            expected = _river_positions(drift.ADWIN(**params), values)
             for cut in (2000, 9000):  # pickled with zeros pending, and after bursts
                 fast = build_detector(DetectorSpec(name="ADWIN", params=params))
                 head = _positions(fast.step, values[:cut])
@@ -78,9 +79,4 @@ class TestAdwinFast:
         assert det.describe()["params"]["threshold"] == 20
         reference = drift.PageHinkley(threshold=20)
         values = _stream(3)
-        expected = []
-        for i, x in enumerate(values):
-            reference.update(x)
-            if reference.drift_detected:
-                expected.append(i)
-        assert _positions(det.step, values) == expected
+        assert _positions(det.step, values) == _river_positions(reference, values)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from kernel_support import Outcome, assert_same, run_batches
 from river import drift
 
 from detector.config import (
@@ -518,100 +519,6 @@ def _records(values: Sequence[bytes | None]) -> list[InputRecord]:
     ]
 
 
-@dataclasses.dataclass
-class Outcome:
-    """Everything a run produced, totalled over its batches."""
-
-    core: PartitionDetectors
-    result: BatchResult
-    active: int
-    slow: int  # events the compiled loop left to the reference path
-
-
-def _run(
-    records: Sequence[InputRecord],
-    batch: int,
-    *,
-    reference: bool,
-    settings: DetectionSettings = DEFAULT,
-    core: PartitionDetectors | None = None,
-) -> Outcome:
-    if core is None:
-        core = PartitionDetectors(settings, "in", 0, reference=reference)
-    slow = 0
-    process_one = core._process_one
-
-    def counted(*args: Any) -> None:
-        nonlocal slow
-        slow += 1
-        process_one(*args)
-
-    core._process_one = counted  # type: ignore[method-assign]
-    total = BatchResult()
-    for start in range(0, len(records), batch):
-        result = core.process(records[start : start + batch])
-        total.detections += result.detections
-        total.rejections += result.rejections
-        for model, count in result.processed.items():
-            total.processed[model] = total.processed.get(model, 0) + count
-        total.expired += result.expired
-    del core._process_one
-    return Outcome(core, total, core.active_detectors, slow)
-
-
-def _state(core: PartitionDetectors) -> dict[str, Any]:
-    """What the snapshot of each model holds, as comparable values (the prediction's
-    last_seen_ms is left to test_prediction_last_seen_is_kept)."""
-    view: dict[str, Any] = {}
-    for model, state in core.models.items():
-        monitors = [
-            (
-                name,
-                monitor.kind,
-                monitor.last_seen_ms,
-                monitor.detector_count,
-                _tracker(monitor.missing),
-                None if monitor.values is None else _tracker(monitor.values),
-            )
-            for name, monitor in state.features.items()
-        ]
-        prediction = state.prediction
-        view[model] = {
-            "features": monitors,
-            "events": state.events,
-            "latest_ms": state.latest_ms,
-            "refused": state.refused,
-            "prediction_kind": state.prediction_kind,
-            "prediction": None
-            if prediction is None
-            else (prediction.kind, _tracker(prediction.missing), _tracker(prediction.values)),
-            "error": None if state.error is None else _tracker(state.error),
-        }
-    return view
-
-
-def _tracker(tracker: Any) -> tuple[Any, ...]:
-    if isinstance(tracker, _kernel.RateTracker):
-        return (tracker.seen, tracker.rates(), dict(tracker.rearm.last))
-    return (tracker.seen, list(tracker.building), dict(tracker.rearm.last))
-
-
-def _rejections(result: BatchResult) -> list[tuple[InputRecord, str, str]]:
-    return [(r.record, r.reason, r.detail) for r in result.rejections]
-
-
-def _assert_same(got: Outcome, expected: Outcome) -> None:
-    pairs = zip(got.result.detections, expected.result.detections, strict=False)
-    for i, (a, b) in enumerate(pairs):
-        assert a == b, f"detection {i} differs"
-    assert got.result.detections == expected.result.detections
-    assert _rejections(got.result) == _rejections(expected.result)
-    assert got.result.processed == expected.result.processed
-    assert got.result.expired == expected.result.expired
-    assert got.active == expected.active
-    assert _state(got.core) == _state(expected.core)
-
-
 def _found(outcome: Outcome) -> list[tuple[int, str, str, str]]:
     return [(d.offset, d.model, d.feature, d.drift_type) for d in outcome.result.detections]
 
@@ -641,7 +548,7 @@ def irregular() -> list[InputRecord]:
 
 @pytest.fixture(scope="module")
 def reference_run(irregular: list[InputRecord]) -> Outcome:
-    return _run(irregular, 500, reference=True)
+    return run_batches(irregular, 500, reference=True)
 
 
 #: (offset, model, feature, drift_type) of the irregular stream's detections.
@@ -688,19 +595,19 @@ class TestLoopMatchesReferencePath:
     ) -> None:
         """The compiled loop, in any batching, gives the reference path's detections (every
         field), rejections, processed counts, expiries, detector count and model state."""
-        _assert_same(_run(irregular, batch, reference=False), reference_run)
+        assert_same(run_batches(irregular, batch, reference=False), reference_run)
 
     def test_reference_path_batching_does_not_matter(
         self, irregular: list[InputRecord], reference_run: Outcome
     ) -> None:
         """The reference path gives the same results event by event as in batches."""
-        _assert_same(_run(irregular, 1, reference=True), reference_run)
+        assert_same(run_batches(irregular, 1, reference=True), reference_run)
 
     def test_loop_takes_most_events(self, irregular: list[InputRecord]) -> None:
         """The comparison is not vacuous: the compiled loop feeds most events itself, those
         with left-out or reordered keys included, and leaves only new features, new kinds,
         sweeps and odd events to the reference path."""
-        compiled = _run(irregular, 333, reference=False)
+        compiled = run_batches(irregular, 333, reference=False)
         assert compiled.slow == 256
         assert compiled.slow < len(irregular) // 10
 
@@ -709,9 +616,9 @@ class TestLoopMatchesReferencePath:
         self, irregular: list[InputRecord], batch: int
     ) -> None:
         """Ignored features, a kind override and a PageHinkley model: still identical."""
-        expected = _run(irregular, 500, reference=True, settings=CONFIGURED)
-        got = _run(irregular, batch, reference=False, settings=CONFIGURED)
-        _assert_same(got, expected)
+        expected = run_batches(irregular, 500, reference=True, settings=CONFIGURED)
+        got = run_batches(irregular, batch, reference=False, settings=CONFIGURED)
+        assert_same(got, expected)
         assert len(expected.result.detections) == 13
         assert "late" not in {d.feature for d in expected.result.detections}
 
@@ -730,7 +637,7 @@ class TestLoopMatchesReferencePath:
             )
             for i in range(2)
         ]
-        outcomes = [_run(_records(values), 2, reference=r) for r in (True, False)]
+        outcomes = [run_batches(_records(values), 2, reference=r) for r in (True, False)]
         seen = [o.core.models["m"].prediction.last_seen_ms for o in outcomes]  # type: ignore[union-attr]
         assert seen[0] == 1001
         assert seen[1] == seen[0]
@@ -743,16 +650,16 @@ class TestSnapshots:
     ) -> None:
         """Snapshot the compiled loop's state, restore it into a fresh PartitionDetectors and
         continue: the same results as the uninterrupted run."""
-        first = _run(irregular[:cut], 333, reference=False)
+        first = run_batches(irregular[:cut], 333, reference=False)
         restored = PartitionDetectors.restore(DEFAULT, "in", 0, first.core.snapshot())
-        second = _run(irregular[cut:], 333, reference=False, core=restored)
+        second = run_batches(irregular[cut:], 333, reference=False, core=restored)
         whole = BatchResult(
             detections=first.result.detections + second.result.detections,
             rejections=first.result.rejections + second.result.rejections,
             processed=dict(Counter(first.result.processed) + Counter(second.result.processed)),
             expired=first.result.expired + second.result.expired,
         )
-        _assert_same(Outcome(restored, whole, restored.active_detectors, 0), reference_run)
+        assert_same(Outcome(restored, whole, restored.active_detectors, 0), reference_run)
 
     @pytest.mark.parametrize("cut", [2569, 9500])
     def test_snapshots_of_both_paths_continue_identically(
@@ -760,8 +667,8 @@ class TestSnapshots:
     ) -> None:
         """The snapshots taken after the compiled loop and after the reference path hold the
         same models and, restored, continue with the same results (on either path)."""
-        compiled = _run(irregular[:cut], 333, reference=False)
-        reference = _run(irregular[:cut], 333, reference=True)
+        compiled = run_batches(irregular[:cut], 333, reference=False)
+        reference = run_batches(irregular[:cut], 333, reference=True)
         entries = compiled.core.snapshot()
         reference_entries = reference.core.snapshot()
         assert set(entries) == set(reference_entries) == {"fraud", "credit", "churn"}
@@ -774,10 +681,10 @@ class TestSnapshots:
         ]:
             core = PartitionDetectors.restore(DEFAULT, "in", 0, blobs)
             core.reference = on_reference
-            outcomes.append(_run(irregular[cut:], 333, reference=on_reference, core=core))
+            outcomes.append(run_batches(irregular[cut:], 333, reference=on_reference, core=core))
         assert outcomes[0].result.detections
         for outcome in outcomes[1:]:
-            _assert_same(outcome, outcomes[0])
+            assert_same(outcome, outcomes[0])
 
 
 # -- sweeps ------------------------------------------------------------------------------
@@ -834,7 +741,7 @@ def bursty() -> list[InputRecord]:
 
 @pytest.fixture(scope="module")
 def expected(bursty: list[InputRecord]) -> Outcome:
-    return _run(bursty, 500, reference=True, settings=SWEEPING)
+    return run_batches(bursty, 500, reference=True, settings=SWEEPING)
 
 
 class TestSweepsMatchReference:
@@ -859,7 +766,7 @@ class TestSweepsMatchReference:
         self, bursty: list[InputRecord], expected: Outcome, batch: int
     ) -> None:
         """With sweeps and refusals, the compiled loop still gives identical results."""
-        _assert_same(_run(bursty, batch, reference=False, settings=SWEEPING), expected)
+        assert_same(run_batches(bursty, batch, reference=False, settings=SWEEPING), expected)
 
     def test_stale_feature_sent_as_null_is_tracked_again(self) -> None:
         """A feature forgotten at a sweep whose event carries it as null is a new feature
@@ -873,13 +780,15 @@ class TestSweepsMatchReference:
         ]
         settings = DetectionSettings(feature_ttl_s=1.0)
         records = _records(values)
-        expected = _run(records, 500, reference=True, settings=settings)
+        expected = run_batches(records, 500, reference=True, settings=settings)
         assert expected.result.expired == 1
         assert _found(expected) == [(3199, "m", "k", "missing_rate")]
-        _assert_same(_run(records, 500, reference=False, settings=settings), expected)
+        assert_same(run_batches(records, 500, reference=False, settings=settings), expected)
         # The sweep is at event 1023 (the model's 1024th); the next event registers k again.
-        after_sweep = _run(records[: SWEEP_EVERY + 1], 500, reference=True, settings=settings)
-        got = _run(records[: SWEEP_EVERY + 1], 500, reference=False, settings=settings)
+        after_sweep = run_batches(
+            records[: SWEEP_EVERY + 1], 500, reference=True, settings=settings
+        )
+        got = run_batches(records[: SWEEP_EVERY + 1], 500, reference=False, settings=settings)
         assert list(after_sweep.core.models["m"].features) == ["x", "k"]
         assert list(got.core.models["m"].features) == ["x", "k"]
 
@@ -896,7 +805,7 @@ class TestSweepsMatchReference:
             core = PartitionDetectors(settings, "in", 0, reference=reference)
             core.process(records[:2])
             last_seen.append(core.models["m"].features["x"].last_seen_ms)
-            outcomes.append(_run(records[2:], 1, reference=reference, core=core))
+            outcomes.append(run_batches(records[2:], 1, reference=reference, core=core))
         assert last_seen[0] == 0
         assert outcomes[0].result.expired == 0
         assert last_seen[1] == last_seen[0]

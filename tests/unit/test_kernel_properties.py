@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import pickle
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -37,12 +35,12 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from kernel_support import Outcome, add_result, assert_same, run_batches
 
 from detector.config import DetectionSettings, DetectorSpec, FeatureSettings, ModelSettings
-from detector.core import _kernel
-from detector.core.engine import SWEEP_EVERY, PartitionDetectors
+from detector.core.engine import SWEEP_EVERY
 from detector.core.events import InvalidEvent, parse_event
-from detector.core.records import BatchResult, Detection, InputRecord
+from detector.core.records import BatchResult, InputRecord
 
 # -- settings ------------------------------------------------------------------------------
 
@@ -491,169 +489,6 @@ def _stream(plan: StreamPlan) -> list[InputRecord]:
 # -- running and comparing ----------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Outcome:
-    """Everything a run produced, totalled over its batches."""
-
-    core: PartitionDetectors
-    result: BatchResult
-    active: int
-    slow: int  # events the compiled loop left to the reference path
-
-
-def _add(total: BatchResult, result: BatchResult) -> None:
-    total.detections += result.detections
-    total.rejections += result.rejections
-    for model, count in result.processed.items():
-        total.processed[model] = total.processed.get(model, 0) + count
-    total.expired += result.expired
-
-
-def _batches(n: int, size: int) -> list[tuple[int, int]]:
-    return [(start, min(n, start + size)) for start in range(0, n, size)]
-
-
-def _run(
-    records: Sequence[InputRecord],
-    batch: int,
-    *,
-    reference: bool,
-    settings: DetectionSettings,
-    restore_at: Sequence[int] = (),
-    periodic: bool = False,
-    max_bytes: int | None = None,
-    core: PartitionDetectors | None = None,
-) -> Outcome:
-    """Process in batches of ``batch``. At each of ``restore_at`` (after the batch that
-    reaches it) continue on a core restored from the changelog: the entries of every
-    snapshot so far, the latest per model. ``periodic``: a snapshot after every batch (as
-    the runner checkpoints), else a snapshot at each restore only. ``max_bytes``: the
-    message size limit. ``core``: continue on this one."""
-    if core is None:
-        core = PartitionDetectors(settings, "in", 0, reference=reference)
-    slow = 0
-
-    def count(core: PartitionDetectors) -> None:
-        if max_bytes is not None:
-            core.set_max_message_bytes(max_bytes)
-        process_one = core._process_one
-
-        def counted(*args: Any) -> None:
-            nonlocal slow
-            slow += 1
-            process_one(*args)
-
-        core._process_one = counted  # type: ignore[method-assign]
-
-    count(core)
-    total = BatchResult()
-    changelog: dict[str, bytes] = {}
-    cuts = sorted(restore_at)
-    for start, end in _batches(len(records), batch):
-        _add(total, core.process(records[start:end]))
-        restore = bool(cuts) and end >= cuts[0]
-        while cuts and end >= cuts[0]:
-            cuts.pop(0)
-        if periodic or restore:
-            changelog.update(core.snapshot())
-        if restore:
-            core = PartitionDetectors.restore(settings, "in", 0, changelog)
-            core.reference = reference
-            count(core)
-    del core._process_one
-    return Outcome(core, total, core.active_detectors, slow)
-
-
-def _canon(obj: Any) -> Any:
-    """A comparable, NaN-safe view of tracker state and detection evidence."""
-    if isinstance(obj, float):
-        return ("float", obj.hex()) if not math.isnan(obj) else ("float", "nan")
-    if isinstance(obj, dict):
-        return ("dict", [(_canon(k), _canon(v)) for k, v in obj.items()])
-    if isinstance(obj, list | tuple):
-        return [_canon(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return ("array", obj.dtype.str, obj.shape, obj.tobytes())
-    if isinstance(obj, np.generic):
-        return _canon(obj.item())
-    if isinstance(obj, _kernel.Tracker):
-        return (type(obj).__name__, _canon(obj.__getstate__()))  # type: ignore[attr-defined]
-    if isinstance(obj, _kernel.Detector):
-        # Pickled twice: the bytes of a first pickle depend on string identities (memo),
-        # which a restore does not keep; a second pickle of the restored object is stable.
-        return (type(obj).__name__, pickle.dumps(pickle.loads(pickle.dumps(obj))))
-    if isinstance(obj, DetectionSettings | DetectorSpec):
-        return repr(obj)
-    if hasattr(obj, "last") and hasattr(obj, "window"):  # hits.Rearm
-        return ("rearm", obj.window, dict(obj.last))
-    return obj
-
-
-def _state(core: PartitionDetectors) -> dict[str, Any]:
-    """Each model's state as the snapshot holds it (all but the signature cache, which
-    only the reference path fills)."""
-    view: dict[str, Any] = {}
-    for model, state in core.models.items():
-        monitors = [
-            (
-                name,
-                monitor.kind,
-                monitor.fingerprint,
-                monitor.last_seen_ms,
-                monitor.detector_count,
-                _canon(monitor.missing),
-                _canon(monitor.values),
-            )
-            for name, monitor in state.features.items()
-        ]
-        prediction = state.prediction
-        view[model] = {
-            "features": monitors,
-            "events": state.events,
-            "latest_ms": state.latest_ms,
-            "refused": state.refused,
-            "prediction_kind": state.prediction_kind,
-            "prediction": None
-            if prediction is None
-            else (
-                prediction.kind,
-                prediction.last_seen_ms,
-                _canon(prediction.missing),
-                _canon(prediction.values),
-            ),
-            "error": _canon(state.error),
-        }
-    return view
-
-
-def _detection(d: Detection) -> Any:
-    return _canon(dataclasses.asdict(d))
-
-
-def _assert_same(got: Outcome, expected: Outcome, what: str) -> None:
-    a, b = got.result.detections, expected.result.detections
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        assert _detection(x) == _detection(y), f"{what}: detection {i} differs:\n{x}\n{y}"
-    assert len(a) == len(b), f"{what}: {len(a)} detections, expected {len(b)}"
-    got_rejections = [(r.record, r.reason, r.detail) for r in got.result.rejections]
-    expected_rejections = [(r.record, r.reason, r.detail) for r in expected.result.rejections]
-    for i, (x, y) in enumerate(zip(got_rejections, expected_rejections, strict=False)):
-        assert x == y, f"{what}: rejection {i} differs:\n{x}\n{y}"
-    assert len(got_rejections) == len(expected_rejections), f"{what}: rejection count"
-    assert got.result.processed == expected.result.processed, f"{what}: processed"
-    assert got.result.expired == expected.result.expired, f"{what}: expired"
-    assert got.active == expected.active, f"{what}: active_detectors"
-    got_state, expected_state = _state(got.core), _state(expected.core)
-    # Models in any order (a restore registers them sorted); features in order (it is the
-    # order of hits at one event).
-    assert sorted(got_state) == sorted(expected_state), f"{what}: models"
-    for model in expected_state:
-        for key in expected_state[model]:
-            assert got_state[model][key] == expected_state[model][key], (
-                f"{what}: state of model {model!r} differs in {key!r}"
-            )
-
-
 def _label(outcome: Outcome, n: int) -> None:
     """hypothesis statistics (``--hypothesis-show-statistics``): what the example reached."""
     result = outcome.result
@@ -688,13 +523,13 @@ def test_compiled_loop_equals_reference_path(
     the reference path gives: detections, rejections, counts, detector count, state."""
     settings_ = SETTINGS[settings_name]
     records = _stream(plan)
-    run = functools.partial(_run, records, settings=settings_, max_bytes=max_bytes)
+    run = functools.partial(run_batches, records, settings=settings_, max_bytes=max_bytes)
     expected = run(len(records), reference=True)
     assert expected.slow == len(records)
     whole = run(len(records), reference=False)
     _label(whole, len(records))
-    _assert_same(whole, expected, "compiled, one batch")
-    _assert_same(run(batch, reference=False), expected, f"compiled, batches of {batch}")
+    assert_same(whole, expected, "compiled, one batch")
+    assert_same(run(batch, reference=False), expected, f"compiled, batches of {batch}")
 
 
 #: SMALL with other model settings: kinds configured the other way round, "x" ignored,
@@ -751,16 +586,18 @@ def test_reconfigured_midway_equals_reference_path(
     at = int(cut * len(records))
     outcomes = []
     for reference in (True, False):
-        first = _run(records[:at], batch, reference=reference, settings=before)
+        first = run_batches(records[:at], batch, reference=reference, settings=before)
         reset = first.core.reconfigure(after)
-        second = _run(records[at:], batch, reference=reference, settings=after, core=first.core)
+        second = run_batches(
+            records[at:], batch, reference=reference, settings=after, core=first.core
+        )
         total = BatchResult()
-        _add(total, first.result)
-        _add(total, second.result)
+        add_result(total, first.result)
+        add_result(total, second.result)
         outcomes.append((reset, Outcome(second.core, total, second.active, 0)))
     (reset, expected), (got_reset, got) = outcomes
     assert got_reset == reset
-    _assert_same(got, expected, f"reconfigured at {at}, batches of {batch}")
+    assert_same(got, expected, f"reconfigured at {at}, batches of {batch}")
 
 
 SNAPSHOT_BATCHES = st.one_of(st.integers(1, 40), st.integers(41, 600))
@@ -788,9 +625,9 @@ def test_snapshot_restored_midway_continues_identically(
     settings_ = SETTINGS[settings_name]
     records = _stream(plan)
     at = int(cut * len(records))
-    expected = _run(records, len(records), reference=True, settings=settings_)
-    got = _run(records, batch, reference=on_reference, settings=settings_, restore_at=[at])
-    _assert_same(got, expected, f"one snapshot, restored at {at}, batches of {batch}")
+    expected = run_batches(records, len(records), reference=True, settings=settings_)
+    got = run_batches(records, batch, reference=on_reference, settings=settings_, restore_at=[at])
+    assert_same(got, expected, f"one snapshot, restored at {at}, batches of {batch}")
 
 
 @settings(
@@ -816,11 +653,11 @@ def test_periodic_snapshots_restore_identically(
     settings_ = SETTINGS[settings_name]
     records = _stream(plan)
     at = [int(cut * len(records)) for cut in cuts]
-    expected = _run(records, len(records), reference=True, settings=settings_)
-    got = _run(
+    expected = run_batches(records, len(records), reference=True, settings=settings_)
+    got = run_batches(
         records, batch, reference=on_reference, settings=settings_, restore_at=at, periodic=True
     )
-    _assert_same(got, expected, f"periodic snapshots, restored at {at}, batches of {batch}")
+    assert_same(got, expected, f"periodic snapshots, restored at {at}, batches of {batch}")
 
 
 # -- regressions found by the properties outside the kernel (shrunk) ----------------------
@@ -865,11 +702,13 @@ def test_refused_event_is_in_the_next_snapshot(case: str, reference: bool) -> No
     """A snapshot after every event, restored after the refused event: the restored core
     continues as the uninterrupted one."""
     settings_, records = DIRTY_CASES[case]
-    expected = _run(records, 1, reference=reference, settings=settings_)
+    expected = run_batches(records, 1, reference=reference, settings=settings_)
     refusals = [r.reason for r in expected.result.rejections]
     assert refusals == ["too_many_features"] * (2 if case == "refused" else 1)
-    got = _run(records, 1, reference=reference, settings=settings_, restore_at=[2], periodic=True)
-    _assert_same(got, expected, f"{case}: restored after the refused event")
+    got = run_batches(
+        records, 1, reference=reference, settings=settings_, restore_at=[2], periodic=True
+    )
+    assert_same(got, expected, f"{case}: restored after the refused event")
 
 
 # -- the generator is not vacuous ----------------------------------------------------------
@@ -947,9 +786,9 @@ def test_generator_reaches_the_interesting_paths(coverage_records: list[InputRec
     them), expires features at sweeps, and still leaves most events to the compiled loop;
     the compiled loop agrees with the reference path."""
     records = coverage_records
-    expected = _run(records, len(records), reference=True, settings=SMALL)
-    got = _run(records, 333, reference=False, settings=SMALL)
-    _assert_same(got, expected, "coverage plan")
+    expected = run_batches(records, len(records), reference=True, settings=SMALL)
+    got = run_batches(records, 333, reference=False, settings=SMALL)
+    assert_same(got, expected, "coverage plan")
     result = expected.result
     drift_types = Counter(d.drift_type for d in result.detections)
     assert set(drift_types) >= {
