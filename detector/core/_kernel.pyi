@@ -59,6 +59,6 @@ def run(
     engine: Any,
     offsets: list[int],
     values: list[bytes | None],
-    timestamps: list[int | None],
+    timestamps: list[int | None] | None,
     result: BatchResult,
 ) -> None: ...

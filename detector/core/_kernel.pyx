@@ -14,15 +14,13 @@ import numpy as np
 from detector.core.hits import (
     RANK_WINDOW,
     Rearm,
+    block_scale,
     categorical_hit,
     learn_categories,
     located,
     numeric_hit,
     rate_hit,
 )
-
-from libc.math cimport sqrt
-
 
 cdef extern from *:
     """
@@ -132,10 +130,6 @@ cdef class RiverDetector(Detector):
 # -- trackers ------------------------------------------------------------------------------
 
 
-cdef double _block_scale(int k):
-    return 1.0 / sqrt(k)
-
-
 def _restore(cls, state):
     obj = cls.__new__(cls)
     obj.__setstate__(state)
@@ -191,7 +185,7 @@ cdef class RateTracker(Tracker):
 
     def __init__(self, spec, settings, str drift_type):
         self.k = settings.block_size
-        self.scale = _block_scale(self.k)
+        self.scale = block_scale(self.k)
         self.drift_type = drift_type
         self.detector = _build(spec)
         self.ref_blocks = max(1, settings.reference_size // self.k)
@@ -251,7 +245,7 @@ cdef class RateTracker(Tracker):
 
     def __setstate__(self, state):
         self.k = state["k"]
-        self.scale = _block_scale(self.k)
+        self.scale = block_scale(self.k)
         self.drift_type = state["drift_type"]
         self.detector = state["detector"]
         self.ref_blocks = state["ref_blocks"]
@@ -321,7 +315,7 @@ cdef class NumericTracker(Tracker):
 
     def __init__(self, spec, settings, drift_type):
         self.k = settings.block_size
-        self.scale = _block_scale(self.k)
+        self.scale = block_scale(self.k)
         self.spec = spec
         self.ref_size = settings.reference_size
         self.drift_type = drift_type  # None: "mean"/"variance"; else e.g. "prediction"
@@ -444,7 +438,7 @@ cdef class NumericTracker(Tracker):
 
     def __setstate__(self, state):
         self.k = state["k"]
-        self.scale = _block_scale(self.k)
+        self.scale = block_scale(self.k)
         self.spec = state["spec"]
         self.ref_size = state["ref_size"]
         self.drift_type = state["drift_type"]
@@ -493,7 +487,7 @@ cdef class CategoricalTracker(Tracker):
 
     def __init__(self, spec, settings, drift_type):
         self.k = settings.block_size
-        self.scale = _block_scale(self.k)
+        self.scale = block_scale(self.k)
         self.spec = spec
         self.settings = settings
         self.ref_size = settings.reference_size
@@ -578,7 +572,7 @@ cdef class CategoricalTracker(Tracker):
 
     def __setstate__(self, state):
         self.k = state["k"]
-        self.scale = _block_scale(self.k)
+        self.scale = block_scale(self.k)
         self.spec = state["spec"]
         self.settings = state["settings"]
         self.ref_size = state["ref_size"]
@@ -757,6 +751,7 @@ cdef list _add(list hits, int rank, int sub, str name, object hit):
 
 
 def run(engine, list offsets, list values, list timestamps, result):
+    # timestamps: the Kafka record times, or None; only rejections carry them.
     """Process one partition's messages in order; see PartitionDetectors.process_batch."""
     from detector.core.engine import ERROR, PREDICTION, SWEEP_EVERY, with_missing_rates
 
@@ -777,25 +772,25 @@ def run(engine, list offsets, list values, list timestamps, result):
     for i in range(n):
         raw = values[i]
         if type(raw) is not bytes or not raw or len(<bytes>raw) > max_bytes:
-            _slow(engine, touched, result, offsets[i], raw, timestamps[i])
+            _slow(engine, touched, result, offsets[i], raw, timestamps, i)
             continue
         try:
             doc = _loads(raw)
         except Exception:
-            _slow(engine, touched, result, offsets[i], raw, timestamps[i])
+            _slow(engine, touched, result, offsets[i], raw, timestamps, i)
             continue
         if type(doc) is not dict:
-            _slow(engine, touched, result, offsets[i], raw, timestamps[i])
+            _slow(engine, touched, result, offsets[i], raw, timestamps, i)
             continue
         # The event's own fields, with the parser's fast-path tests.
         found = PyDict_GetItem(doc, "model")
         if found is NULL or type(<object>found) is not str or not <str>found:
-            _slow(engine, touched, result, offsets[i], raw, timestamps[i])
+            _slow(engine, touched, result, offsets[i], raw, timestamps, i)
             continue
         model = <object>found
         found = PyDict_GetItem(layouts, model)
         if found is NULL:
-            _slow(engine, touched, result, offsets[i], raw, timestamps[i])
+            _slow(engine, touched, result, offsets[i], raw, timestamps, i)
             continue
         layout = <Layout>found
         ok = (layout.events + 1) % SWEEP_EVERY != 0  # sweeps: the reference path
@@ -868,7 +863,7 @@ def run(engine, list offsets, list values, list timestamps, result):
                 layout.stamp[j] = layout.epoch
                 p += 1
         if not ok:
-            _slow(engine, touched, result, offsets[i], raw, timestamps[i])
+            _slow(engine, touched, result, offsets[i], raw, timestamps, i)
             continue
         # Admitted: feed every tracker of the model, in the reference path's order of hits.
         hits = None
@@ -946,6 +941,6 @@ cdef void _sync(engine, list touched, result):
     touched.clear()
 
 
-cdef void _slow(engine, list touched, result, offset, raw, timestamp):
+cdef void _slow(engine, list touched, result, offset, raw, list timestamps, Py_ssize_t i):
     _sync(engine, touched, result)
-    engine._process_one(offset, raw, timestamp, result)
+    engine._process_one(offset, raw, None if timestamps is None else timestamps[i], result)

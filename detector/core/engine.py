@@ -141,12 +141,12 @@ class PartitionDetectors:
         feature would exceed max_features_per_model.
         """
         result = BatchResult()
-        stamps: list[int | None] = [None] * len(offsets) if timestamps is None else list(timestamps)
+        stamps = None if timestamps is None else list(timestamps)
         if self.reference:
-            for offset, value, stamp in zip(offsets, values, stamps, strict=True):
-                self._process_one(offset, value, stamp, result)
+            for i, (offset, value) in enumerate(zip(offsets, values, strict=True)):
+                self._process_one(offset, value, None if stamps is None else stamps[i], result)
         else:
-            _kernel.run(self, list(offsets), list(values), stamps, result)
+            _kernel.run(self, _as_list(offsets), _as_list(values), stamps, result)
         return result
 
     def _process_one(
@@ -419,6 +419,10 @@ def with_missing_rates(hit: Hit, monitor: FeatureMonitor) -> Hit:
     hit.evidence["reference"]["missing_rate"] = _rate(ref_missing)
     hit.evidence["current"]["missing_rate"] = _rate(cur_missing)
     return hit
+
+
+def _as_list(items: Sequence[Any]) -> list[Any]:
+    return items if type(items) is list else list(items)
 
 
 def _rate(value: float | None) -> float | None:

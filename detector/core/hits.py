@@ -5,6 +5,7 @@ one in :mod:`detector.core._kernel`), so that both give identical alerts.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,14 @@ class Rearm:
         previous = self.last.get(drift_type)
         self.last[drift_type] = at
         return previous is None or at - previous > self.window
+
+
+def block_scale(k: int) -> float:
+    """Detectors see ``sum(block) / sqrt(k)``: the block mean scaled back to the spread of a
+    single observation, so that ADWIN's range term (which assumes values in [0, 1]) does
+    not make blocks k times slower to detect. Under no drift the scaled block means are
+    nearly normal with the variance of one observation."""
+    return 1.0 / math.sqrt(k)
 
 
 def located(fired_mean: bool, u_mean: float) -> bool:
@@ -168,6 +177,7 @@ __all__ = [
     "RANK_WINDOW",
     "Hit",
     "Rearm",
+    "block_scale",
     "categorical_hit",
     "learn_categories",
     "located",

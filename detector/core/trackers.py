@@ -22,7 +22,6 @@ is counted as the same change (``suppressed``) rather than alerted again.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, deque
 from collections.abc import Sequence
 
@@ -34,6 +33,7 @@ from detector.core.hits import (
     RANK_WINDOW,
     Hit,
     Rearm,
+    block_scale,
     categorical_hit,
     learn_categories,
     located,
@@ -52,14 +52,6 @@ def split_blocks(carry: np.ndarray, new: np.ndarray, k: int) -> tuple[np.ndarray
     arr = np.concatenate((carry, new)) if held else new
     blocks = arr.size // k
     return arr[: blocks * k].reshape(blocks, k), arr[blocks * k :], held
-
-
-def block_scale(k: int) -> float:
-    """Detectors see ``sum(block) / sqrt(k)``: the block mean scaled back to the spread of a
-    single observation, so that ADWIN's range term (which assumes values in [0, 1]) does
-    not make blocks k times slower to detect. Under no drift the scaled block means are
-    nearly normal with the variance of one observation."""
-    return 1.0 / math.sqrt(k)
 
 
 class RateTracker:

@@ -37,7 +37,7 @@ def checked_argmax(prediction: dict[str, Any]) -> str | None:
     for prob in prediction.values():
         if type(prob) is not float and type(prob) is not int:
             return None
-    return max(prediction.items(), key=lambda item: (item[1], item[0]))[0]
+    return prediction_value(prediction)  # type: ignore[return-value]
 
 
 def is_error(prediction: object, label: object) -> bool:
