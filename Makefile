@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml setup.py detector/core/_kernel.pyx
 run: install
 	$(BIN)/detector demo
 
-test: install
+# The router's tests run a real Alertmanager (Debian's prometheus-alertmanager).
+ALERTMANAGER := /usr/bin/prometheus-alertmanager
+
+test: install $(ALERTMANAGER)
 	$(BIN)/python -m pytest
+
+$(ALERTMANAGER):
+	@if [ "$$(id -u)" != 0 ]; then echo "make test needs $(ALERTMANAGER): run 'apt-get install prometheus-alertmanager' as root" >&2; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager
 
 lint: install
 	$(BIN)/ruff check detector tests

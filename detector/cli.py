@@ -1,4 +1,4 @@
-"""The `detector` command: run, broker, demo, replay, bench."""
+"""The `detector` command: run, route, silence, broker, demo, replay, bench."""
 
 from __future__ import annotations
 
@@ -113,10 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="consume prediction events, produce drift alerts")
     _add_run_flags(run)
     run.set_defaults(func=_cmd_run)
+    from detector.router.cli import add_commands
+
+    add_commands(sub)
     broker = sub.add_parser("broker", help="start the embedded Tansu broker; print its address")
     broker.add_argument("--port", type=int, default=0, help="default: a free loopback port")
     broker.set_defaults(func=_cmd_broker)
-    demo = sub.add_parser("demo", help="embedded broker + seeded drifting stream + sidecar")
+    demo = sub.add_parser(
+        "demo", help="embedded broker + seeded drifting stream + sidecar + router"
+    )
     demo.add_argument("--events", type=int, default=20_000, help="events per model")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=_cmd_demo)
@@ -154,8 +159,9 @@ def _fatal_errors() -> tuple[type[Exception], ...]:
     from detector.kafka.changelog import ChangelogError
     from detector.kafka.output import FatalKafkaError
     from detector.kafka.topics import TopicError
+    from detector.router.groups import StateRecordError
 
-    return (StateFormatError, ChangelogError, FatalKafkaError, TopicError)
+    return (StateFormatError, ChangelogError, FatalKafkaError, TopicError, StateRecordError)
 
 
 if __name__ == "__main__":

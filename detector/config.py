@@ -9,12 +9,19 @@ names the file, the key path and what was expected.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+)
 
 FeatureKind = Literal["numeric", "categorical"]
 
@@ -24,7 +31,8 @@ class ConfigError(Exception):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: str(ValidationError) never shows a value (it may be a secret).
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class DetectorSpec(_Strict):
@@ -105,8 +113,35 @@ class DetectionSettings(_Strict):
         return frozenset(names)
 
 
-class KafkaSettings(_Strict):
+def _librdkafka_value(value: Any) -> str | int | float | bool:
+    # One error per bad value, with no "(got ...)": these values may be secrets.
+    if not isinstance(value, str | int | float | bool):
+        raise ValueError("expected a string, number or boolean")
+    return value
+
+
+#: A librdkafka property value as configured (``"file:/path"`` and ``"env:NAME"`` included).
+LibrdkafkaValue = Annotated[str | int | float | bool, PlainValidator(_librdkafka_value)]
+
+
+class KafkaClientSettings(_Strict):
+    """How to reach the cluster: shared by the sidecar's and the router's ``kafka`` sections.
+
+    ``librdkafka`` is passed verbatim to librdkafka (security.protocol, sasl.mechanism,
+    ssl.ca.location, ...). Values may be ``"file:/path"`` or ``"env:NAME"`` to read secrets
+    (resolved by :func:`detector.ops.secrets.resolve_librdkafka_config`); they are never
+    logged, and a config error about one never shows its value.
+    """
+
     bootstrap_servers: str = "127.0.0.1:9092"
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    # Left out of repr(): its values may be secrets.
+    librdkafka: dict[str, LibrdkafkaValue] = Field(default_factory=dict, repr=False)
+
+
+class KafkaSettings(KafkaClientSettings):
+    """The sidecar's Kafka settings: the connection (inherited) and its topics."""
+
     input_topic: str = "predictions"
     alert_topic: str = "drift-alerts"
     group_id: str = "drift-detector"
@@ -118,14 +153,10 @@ class KafkaSettings(_Strict):
     transactional_id: str | None = None
     checkpoint_interval_s: float = Field(2.0, gt=0.0)
     checkpoint_events: int = Field(200_000, ge=1)
-    session_timeout_ms: int = Field(10_000, ge=1000)
     # Up to this many messages per loop turn; larger batches amortise the core's
     # vectorised work (docs/benchmarks.md). A turn waits at most 0.2 s for them.
     batch_size: int = Field(10_000, ge=1, le=1_000_000)
     max_message_bytes: int = Field(1_048_576, ge=1024)
-    # Passed verbatim to librdkafka (security.protocol, sasl.mechanism, ssl.ca.location, ...).
-    # Values may be "file:/path" or "env:NAME" to read secrets; they are never logged.
-    librdkafka: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @property
     def dead_letter(self) -> str:
@@ -170,7 +201,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+def set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set ``tree[path[0]][path[1]]... = value``, creating (or replacing) inner mappings."""
     node = tree
     for key in path[:-1]:
         child = node.get(key)
@@ -181,18 +213,102 @@ def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
-def _describe(error: Mapping[str, Any]) -> str:
+#: Keys under which no value is ever shown in an error, whatever the key: librdkafka
+#: properties may be secrets under any name.
+_NEVER_SHOWN = frozenset({"librdkafka"})
+
+
+def _shows_input(error: Mapping[str, Any], secret_keys: Collection[str]) -> bool:
+    from detector.ops.secrets import is_secret_key  # detector.ops.secrets imports this module
+
+    if error["type"] in ("missing", "extra_forbidden"):
+        return False
+    if isinstance(error.get("input"), dict | list | tuple | set | frozenset):
+        return False  # a mapping or list may hold secrets
+    for part in error["loc"]:
+        if isinstance(part, str) and (
+            part in _NEVER_SHOWN or part in secret_keys or is_secret_key(part)
+        ):
+            return False
+    return True
+
+
+def _describe(error: Mapping[str, Any], secret_keys: Collection[str] = ()) -> str:
     path = ".".join(str(part) for part in error["loc"]) or "<top level>"
     expected = str(error["msg"])
     if expected.startswith("Value error, "):
-        expected = "expected " + expected.removeprefix("Value error, ")
+        expected = expected.removeprefix("Value error, ")
+        if not expected.startswith("expected "):
+            expected = "expected " + expected
     if error["type"] == "extra_forbidden":
         expected = "unknown key"
     elif error["type"] == "missing":
         expected = "required key missing"
-    got = error.get("input")
-    shown = "" if error["type"] in ("missing", "extra_forbidden") else f" (got {got!r})"
+    shown = f" (got {error.get('input')!r})" if _shows_input(error, secret_keys) else ""
     return f"{path}: {expected}{shown}"
+
+
+def describe_errors(exc: ValidationError, *, secret_keys: Collection[str] = ()) -> str:
+    """A one-line ``"key.path: expected ... (got ...); ..."`` summary of a validation error.
+
+    ``(got ...)`` is left out for missing and unknown keys, for mappings and lists (they may
+    hold secrets), and for any value under a key in ``secret_keys``, under a key that
+    :func:`detector.ops.secrets.is_secret_key` calls secret, or under ``librdkafka``.
+    A ``ValueError("X")`` or ``ValueError("expected X")`` raised by a validator reads
+    ``key.path: expected X``.
+    """
+    return "; ".join(_describe(err, secret_keys) for err in exc.errors())
+
+
+def read_config_tree(path: str | Path | None) -> tuple[dict[str, Any], str]:
+    """The YAML mapping in ``path`` (``{}`` for no path or an empty file) and its source name.
+
+    The source name is the path, or ``"<defaults>"``; it starts every error message.
+    Raises ConfigError for an unreadable file, invalid YAML or a top level that is not a
+    mapping.
+    """
+    source = str(path) if path is not None else "<defaults>"
+    if path is None:
+        return {}, source
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source}: not valid YAML{where}") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{source}: <top level>: expected a mapping of keys")
+    return loaded, source
+
+
+def apply_layers(
+    tree: dict[str, Any],
+    source: str,
+    *,
+    env_vars: Mapping[str, tuple[str, ...]],
+    environ: Mapping[str, str],
+    overrides: Mapping[tuple[str, ...], Any] | None = None,
+) -> str:
+    """Lay the environment, then the flags, over ``tree`` (in place); return the source name.
+
+    Each set (non-empty) variable of ``env_vars`` sets its key path, in the mapping's order
+    (a later variable wins) and is added to the source name (``"FILE + $VAR"``); then each
+    override that is not None sets its key path. Precedence: flag > environment > file.
+    """
+    for name, key_path in env_vars.items():
+        if environ.get(name):
+            set_path(tree, key_path, environ[name])
+            source += f" + ${name}"
+    for key_path, value in (overrides or {}).items():
+        if value is not None:
+            set_path(tree, key_path, value)
+    return source
 
 
 def load_settings(
@@ -205,37 +321,18 @@ def load_settings(
 
     Raises ConfigError naming the file, the key path and what was expected.
     """
-    source = str(path) if path is not None else "<defaults>"
-    tree: dict[str, Any] = {}
-    if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{source}: not valid YAML{where}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{source}: <top level>: expected a mapping of keys")
-        tree = loaded
+    tree, source = read_config_tree(path)
     environ = os.environ if env is None else env
-    for name, key_path in ENV_VARS.items():
-        if environ.get(name):
-            _set_path(tree, key_path, environ[name])
-            source += f" + ${name}"
-    for key_path, value in (overrides or {}).items():
-        if value is not None:
-            _set_path(tree, key_path, value)
+    source = apply_layers(tree, source, env_vars=ENV_VARS, environ=environ, overrides=overrides)
+    # Raised outside the except block: the ValidationError, which keeps every input value
+    # (secrets included), is not chained to the ConfigError.
+    problem: str | None = None
     try:
         settings = Settings.model_validate(tree)
     except ValidationError as exc:
-        lines = "; ".join(_describe(err) for err in exc.errors())
-        raise ConfigError(f"{source}: {lines}") from None
+        problem = describe_errors(exc)
+    if problem is not None:
+        raise ConfigError(f"{source}: {problem}")
     _check_detectors(settings, source)
     return settings
 

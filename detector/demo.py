@@ -1,8 +1,10 @@
 """`detector demo` (what `make run` runs): the whole path on the embedded broker.
 
 Starts the embedded Tansu broker, produces a seeded stream of three models with injected
-drifts, runs the sidecar, prints each alert as it arrives (read with read_committed), then a
-summary table of what was injected and what was detected, with delays in events.
+drifts, runs the sidecar and the router (with a local Slack-like receiver), prints each
+alert as it arrives (read with read_committed) and each notification as the receiver
+accepts it, then a summary table of what was injected and what was detected, with delays
+in events.
 """
 
 from __future__ import annotations
@@ -20,11 +22,30 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from detector.alerts import alert_line
 from detector.config import DetectionSettings, KafkaSettings, LogSettings, Settings
 from detector.kafka.runner import Sidecar
+from detector.router.delivery import DeliveryReport
+from detector.router.local_receiver import LocalReceiver
+from detector.router.runner import Router
+from detector.router.settings import RouterSettings
 from detector.tuning.synthetic import Drift, StreamSpec, generate
 
 INPUT_TOPIC = "demo.predictions"
 ALERT_TOPIC = "demo.drift-alerts"
 DEADLINE_S = 110.0
+#: After the stream: how long the demo waits for the router to resolve its groups.
+RESOLVE_DEADLINE_S = 30.0
+
+#: The demo router: one Slack notification per model and incident, resolved 5 s after the
+#: model's last alert. Production values are longer (README, "Routing alerts").
+DEMO_ROUTES: dict[str, object] = {
+    "resolve_timeout": "5s",
+    "route": {
+        "receiver": "demo-slack",
+        "group_by": ["model"],
+        "group_wait": "2s",
+        "group_interval": "5s",
+        "repeat_interval": "4h",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -100,7 +121,8 @@ def run_demo(events_per_model: int = 20_000, seed: int = 7) -> int:
     try:
         bootstrap = external or (broker.bootstrap_servers if broker else "")
         print(f"broker:  {bootstrap}" + (" (embedded Tansu)" if broker else ""))
-        code = _run(bootstrap, events_per_model, seed, Sidecar)
+        with LocalReceiver() as receiver:
+            code = _run(bootstrap, events_per_model, seed, Sidecar, receiver.url)
         gc.collect()  # close every Kafka client before the broker goes away
         return code
     finally:
@@ -108,7 +130,40 @@ def run_demo(events_per_model: int = 20_000, seed: int = 7) -> int:
             broker.stop()
 
 
-def _run(bootstrap: str, events_per_model: int, seed: int, sidecar_type: type[Sidecar]) -> int:
+def demo_router_settings(bootstrap: str, group: str, receiver_url: str) -> RouterSettings:
+    tree = {
+        **DEMO_ROUTES,
+        "receivers": [{"name": "demo-slack", "slack_configs": [{"api_url": receiver_url}]}],
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "alert_topic": ALERT_TOPIC,
+            "group_id": f"{group}-router",
+            "session_timeout_ms": 6000,
+        },
+        "log": {"level": "warning"},
+    }
+    return RouterSettings.model_validate(tree)
+
+
+def notification_line(report: DeliveryReport) -> str:
+    """One readable line for an accepted notification."""
+    note = report.notification
+    features = ", ".join(f"{a.labels['feature']} {a.labels['drift_type']}" for a in note.alerts)
+    ids = ", ".join(a.alert_id[:8] for a in note.alerts)
+    status = note.status.upper()
+    where = note.integration.receiver
+    if not report.outcome.accepted:
+        return f"-> {where:10} DEAD-LETTERED ({report.outcome.reason}) {note.group_key} [{ids}]"
+    return f"-> {where:10} {status:8} {note.group_key}: {features} [alert ids {ids}]"
+
+
+def _run(
+    bootstrap: str,
+    events_per_model: int,
+    seed: int,
+    sidecar_type: type[Sidecar],
+    receiver_url: str,
+) -> int:
     started = time.monotonic()
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(INPUT_TOPIC, 3, 1), NewTopic(ALERT_TOPIC, 1, 1)])
@@ -139,6 +194,15 @@ def _run(bootstrap: str, events_per_model: int, seed: int, sidecar_type: type[Si
     sidecar = sidecar_type(settings)
     runner = threading.Thread(target=sidecar.run, name="sidecar", daemon=True)
     runner.start()
+    notifications: list[DeliveryReport] = []
+
+    def accepted(report: DeliveryReport) -> None:
+        notifications.append(report)
+        print("  " + notification_line(report), flush=True)
+
+    router = Router(demo_router_settings(bootstrap, group, receiver_url), on_report=accepted)
+    routing = threading.Thread(target=router.run, name="router", daemon=True)
+    routing.start()
     produced = threading.Event()
     producer = threading.Thread(
         target=_produce, args=(bootstrap, specs, produced), name="producer", daemon=True
@@ -155,7 +219,7 @@ def _run(bootstrap: str, events_per_model: int, seed: int, sidecar_type: type[Si
     reader.subscribe([ALERT_TOPIC])
     sidecar.started.wait(30)
     producer.start()
-    print("alerts (as they arrive):")
+    print("alerts (as they arrive) and notifications (-> as the receiver accepts them):")
     alerts: list[dict[str, object]] = []
     last_check = 0.0
     while time.monotonic() - started < DEADLINE_S:
@@ -172,6 +236,18 @@ def _run(bootstrap: str, events_per_model: int, seed: int, sidecar_type: type[Si
                 break
     sidecar.stop()
     runner.join(30)
+    # The router resolves each model's group resolve_timeout after its last alert.
+    deadline = time.monotonic() + RESOLVE_DEADLINE_S
+    while time.monotonic() < deadline and (
+        router.counts["alerts"] < len(alerts) or router.dispatcher.open_groups()
+    ):
+        message = reader.poll(0.25)
+        if message is not None and message.error() is None:
+            alert = orjson.loads(message.value() or b"{}")
+            alerts.append(alert)
+            print("  " + alert_line(alert), flush=True)
+    router.stop()
+    routing.join(30)
     while True:
         message = reader.poll(1.0)
         if message is None:
@@ -182,6 +258,12 @@ def _run(bootstrap: str, events_per_model: int, seed: int, sidecar_type: type[Si
             print("  " + alert_line(alert), flush=True)
     reader.close()
     _summary(injected, alerts, sidecar.counts, time.monotonic() - started)
+    firing = sum(1 for r in notifications if r.notification.status == "firing")
+    print(
+        f"  notifications accepted: {sum(r.outcome.accepted for r in notifications)} "
+        f"({firing} firing, {len(notifications) - firing} resolved) for "
+        f"{router.counts['alerts']} alerts routed"
+    )
     missed = [i for i in injected if not _match(i, alerts)]
     return 1 if missed else 0
 

@@ -17,6 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
+#: Local fakes of Slack, PagerDuty and webhooks, and a real Alertmanager (tests/vendors.py).
+pytest_plugins = ["vendors"]
+
 #: Tansu joins a group in ~3 s with this, ~23 s with the librdkafka default.
 TEST_SESSION_TIMEOUT_MS = 6000
 READ_TIMEOUT_S = 60.0

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -83,11 +84,26 @@ def read_entries(
 
     ``committed`` maps each partition to the group's committed input offset (None: none).
     """
-    topic = settings.kafka.changelog
+    config = restore_consumer_config(settings.kafka)
+    return read_latest(config, settings.kafka.changelog, committed, timeout_s, beat)
+
+
+def read_latest(
+    config: dict[str, Any],
+    topic: str,
+    committed: Mapping[int, int | None],
+    timeout_s: float = RESTORE_TIMEOUT_S,
+    beat: Callable[[], None] = lambda: None,
+) -> dict[int, _Latest]:
+    """Latest entry per key of each partition of a compacted ``topic``, read to its end.
+
+    Records with an ``input_offset`` header beyond the partition's ``committed`` offset are
+    ignored (see :class:`_Latest`); records without the header are always taken.
+    """
     latest = {partition: _Latest() for partition in committed}
     if not latest:
         return latest
-    consumer = Consumer(restore_consumer_config(settings.kafka))
+    consumer = Consumer(config)
     try:
         # Offset 0, not OFFSET_BEGINNING: the same where the log starts at 0 (out of range
         # falls back to auto.offset.reset=earliest), and it saves a ListOffsets round trip

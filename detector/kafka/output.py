@@ -52,9 +52,9 @@ def _error(exc: KafkaException) -> KafkaError:
 class Output:
     """Produces records and checkpoints; subclasses implement one guarantee."""
 
-    def __init__(self, producer: Producer, kafka: KafkaSettings) -> None:
+    def __init__(self, producer: Producer, changelog_topic: str) -> None:
         self.producer = producer
-        self.kafka = kafka
+        self.changelog_topic = changelog_topic
 
     def start(self) -> None:
         """Called once before the first produce."""
@@ -113,8 +113,8 @@ class Output:
 class TransactionalOutput(Output):
     """exactly-once: a Kafka transaction per checkpoint."""
 
-    def __init__(self, producer: Producer, kafka: KafkaSettings) -> None:
-        super().__init__(producer, kafka)
+    def __init__(self, producer: Producer, changelog_topic: str) -> None:
+        super().__init__(producer, changelog_topic)
         self.in_transaction = False
 
     def start(self) -> None:
@@ -144,7 +144,7 @@ class TransactionalOutput(Output):
         try:
             for entry in changelog:
                 self.produce(
-                    self.kafka.changelog, entry.value, entry.key, entry.headers, entry.partition
+                    self.changelog_topic, entry.value, entry.key, entry.headers, entry.partition
                 )
             self._before_produce()
             if offsets:
@@ -192,8 +192,8 @@ class TransactionalOutput(Output):
 class AtLeastOnceOutput(Output):
     """at-least-once: changelog, flush (all delivered), then a synchronous offset commit."""
 
-    def __init__(self, producer: Producer, kafka: KafkaSettings) -> None:
-        super().__init__(producer, kafka)
+    def __init__(self, producer: Producer, changelog_topic: str) -> None:
+        super().__init__(producer, changelog_topic)
         self.failed_deliveries = 0
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
@@ -209,7 +209,7 @@ class AtLeastOnceOutput(Output):
     ) -> None:
         for entry in changelog:
             self.produce(
-                self.kafka.changelog, entry.value, entry.key, entry.headers, entry.partition
+                self.changelog_topic, entry.value, entry.key, entry.headers, entry.partition
             )
         remaining = self.producer.flush(TXN_TIMEOUT_S)
         if remaining or self.failed_deliveries:
@@ -228,5 +228,5 @@ class AtLeastOnceOutput(Output):
 
 def make_output(producer: Producer, kafka: KafkaSettings) -> Output:
     if kafka.processing_guarantee == "exactly-once":
-        return TransactionalOutput(producer, kafka)
-    return AtLeastOnceOutput(producer, kafka)
+        return TransactionalOutput(producer, kafka.changelog)
+    return AtLeastOnceOutput(producer, kafka.changelog)

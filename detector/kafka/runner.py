@@ -52,7 +52,7 @@ from detector.kafka.output import (
 )
 from detector.kafka.telemetry import Telemetry
 from detector.kafka.topics import ensure_topics
-from detector.ops.health import Health, HttpServer
+from detector.ops.health import Health, serving
 from detector.ops.metrics import Metrics
 
 log = structlog.get_logger()
@@ -123,19 +123,14 @@ class Sidecar:
 
     def run(self) -> None:
         server = self.settings.server
-        http = None
-        if server.port:  # 0: no HTTP endpoint
-            http = HttpServer(self.health, self.metrics, host=server.host, port=server.port)
-            http.start()
-            log.info("http endpoint", url=http.url)
-        try:
+        with serving(
+            self.health,
+            self.metrics,
+            host=server.host,
+            port=server.port,
+            failed=self._telemetry.failed,
+        ):
             self._run()
-        except BaseException as exc:
-            self._telemetry.failed(f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            if http is not None:
-                http.stop()
 
     def _run(self) -> None:
         kafka = self.settings.kafka

@@ -31,7 +31,7 @@ class TopicPlan:
     created: tuple[str, ...]
 
 
-def _partition_counts(admin: AdminClient, names: list[str]) -> dict[str, int]:
+def partition_counts(admin: AdminClient, names: list[str]) -> dict[str, int]:
     """Partition count of each existing topic among ``names``."""
     try:
         metadata = admin.list_topics(timeout=TIMEOUT_S)
@@ -54,7 +54,7 @@ def _acl_hint(name: str) -> str:
     )
 
 
-def _create(admin: AdminClient, topics: list[NewTopic]) -> list[str]:
+def create_topics(admin: AdminClient, topics: list[NewTopic]) -> list[str]:
     if not topics:
         return []
     futures = admin.create_topics(topics, request_timeout=TIMEOUT_S, operation_timeout=TIMEOUT_S)
@@ -77,7 +77,7 @@ def _create(admin: AdminClient, topics: list[NewTopic]) -> list[str]:
 def ensure_topics(admin: AdminClient, kafka: KafkaSettings) -> TopicPlan:
     """Check the input topic, create alert, dead-letter and changelog topics if needed."""
     names = [kafka.input_topic, kafka.alert_topic, kafka.dead_letter, kafka.changelog]
-    counts = _partition_counts(admin, names)
+    counts = partition_counts(admin, names)
     partitions = counts.get(kafka.input_topic)
     if partitions is None:
         raise TopicError(
@@ -105,5 +105,5 @@ def ensure_topics(admin: AdminClient, kafka: KafkaSettings) -> TopicPlan:
                 config={"cleanup.policy": "compact"},
             )
         )
-    created = _create(admin, wanted)
+    created = create_topics(admin, wanted)
     return TopicPlan(input_partitions=partitions, created=tuple(created))

@@ -20,17 +20,19 @@ message arrives. The clock is injectable (monotonic seconds) so tests need no sl
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
+import structlog
 
-from detector.ops.metrics import CONTENT_TYPE_LATEST, Metrics
+from detector.ops.metrics import CONTENT_TYPE_LATEST
 
 #: Monotonic seconds.
 Clock = Callable[[], float]
@@ -39,6 +41,12 @@ Clock = Callable[[], float]
 TopicPartition = tuple[str, int]
 
 JSON_CONTENT_TYPE = "application/json"
+
+
+class MetricsSource(Protocol):
+    """What /metrics serves: the sidecar's or the router's metrics."""
+
+    def render(self) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +251,7 @@ class HttpServer:
     def __init__(
         self,
         health: Health,
-        metrics: Metrics | None = None,
+        metrics: MetricsSource | None = None,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -335,3 +343,32 @@ class HttpServer:
                 pass  # probes every few seconds would flood the log
 
         return Handler
+
+
+@contextlib.contextmanager
+def serving(
+    health: Health,
+    metrics: MetricsSource,
+    *,
+    host: str,
+    port: int,
+    failed: Callable[[str], None],
+) -> Iterator[HttpServer | None]:
+    """Serve /healthz, /readyz and /metrics around a main loop (port 0: no endpoint).
+
+    An exception leaving the loop is reported to ``failed`` (so /healthz says why) before
+    the endpoint stops.
+    """
+    http = None
+    if port:
+        http = HttpServer(health, metrics, host=host, port=port)
+        http.start()
+        structlog.get_logger().info("http endpoint", url=http.url)
+    try:
+        yield http
+    except BaseException as exc:
+        failed(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if http is not None:
+            http.stop()

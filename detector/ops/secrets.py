@@ -121,6 +121,17 @@ def _where(key: str) -> str:
 def _read_file(key: str, path: str) -> str:
     if not path:
         raise SecretError(f"{_where(key)}: expected a path after 'file:'")
+    return read_secret_file(_where(key), path)
+
+
+def read_secret_file(where: str, path: str) -> str:
+    """The file's UTF-8 text without trailing newlines (PEM keys keep their inner lines).
+
+    An unreadable, non-UTF-8 or empty file raises :class:`SecretError` as
+    ``"<where>: <problem>"``, ``where`` being the full config key
+    (``kafka.librdkafka.ssl.key.pem``, ``receivers.0.slack_configs.0.api_url_file``): the
+    message names the key and ``path`` only, never the content.
+    """
     # Errors are raised outside the except blocks so that no exception holding the content
     # (UnicodeDecodeError keeps the bytes) is chained as __context__.
     problem: str | None = None
@@ -137,10 +148,10 @@ def _read_file(key: str, path: str) -> str:
             problem = f"secret file {path} is not UTF-8 text"
         del data
     if problem is not None:
-        raise SecretError(f"{_where(key)}: {problem}")
+        raise SecretError(f"{where}: {problem}")
     text = text.rstrip("\r\n")
     if not text:
-        raise SecretError(f"{_where(key)}: secret file {path} is empty")
+        raise SecretError(f"{where}: secret file {path} is empty")
     return text
 
 

@@ -195,18 +195,21 @@ def external_broker() -> bool:
 
 @dataclass
 class SidecarProcess:
-    """``python -m detector run`` as a child process, output captured to a file."""
+    """``python -m detector run`` (or another ``command``, such as ``route``) as a child
+    process, output captured to a file."""
 
     config: Path
     log_path: Path
     transactional_id: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     log_start: int = 0
+    command: str = "run"
+    ready_event: str = "sidecar starting"
 
     def start(self, wait_ready: bool = True) -> SidecarProcess:
         """Start; with ``wait_ready``, return once it has subscribed (signal handlers set)."""
         self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        cmd = [sys.executable, "-m", "detector", "run", "--config", str(self.config)]
+        cmd = [sys.executable, "-m", "detector", self.command, "--config", str(self.config)]
         if self.transactional_id:
             cmd += ["--transactional-id", self.transactional_id]
         env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
@@ -216,7 +219,7 @@ class SidecarProcess:
         finally:
             out.close()
         if wait_ready:
-            self.wait_event("sidecar starting")
+            self.wait_event(self.ready_event)
         return self
 
     def events(self) -> list[dict[str, Any]]:
