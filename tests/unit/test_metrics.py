@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from metrics_support import Sample, parse_samples
 from prometheus_client.parser import text_string_to_metric_families
 
 from detector.ops.metrics import OTHER, LabelCap, Metrics
@@ -10,14 +11,8 @@ from detector.ops.metrics import OTHER, LabelCap, Metrics
 NS = "drift_detector_"
 
 
-def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of the rendered exposition, keyed by name and sorted labels."""
-    text = metrics.render().decode("utf-8")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+def _samples(metrics: Metrics) -> dict[Sample, float]:
+    return parse_samples(metrics.render())
 
 
 def _value(metrics: Metrics, name: str, **labels: str) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from metrics_support import Sample, parse_samples
 from prometheus_client.parser import text_string_to_metric_families
 
 from detector.ops.health import Health, HttpServer
@@ -17,13 +18,8 @@ SLACK = Integration("slack-ml/slack/0", "slack-ml", "slack", SECRET_URL, secrets
 PAGER = Integration("oncall/pagerduty/0", "oncall", "pagerduty", "https://events.test/v2")
 
 
-def _samples(metrics: RouterMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = metrics.render().decode("utf-8")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+def _samples(metrics: RouterMetrics) -> dict[Sample, float]:
+    return parse_samples(metrics.render())
 
 
 def _value(metrics: RouterMetrics, name: str, **labels: str) -> float:
