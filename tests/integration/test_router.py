@@ -200,12 +200,12 @@ class TestEndToEnd:
         try:
             slack_server.wait_for(2, timeout=60)
             pagerduty_server.wait_for(2, timeout=60)
+            # The router counts a notification (metrics, then this log line) once its
+            # worker reports it, a moment after the receiver answered.
+            integrations = ("pager/slack/0", "pager/pagerduty/0", "pager/alertmanager/0")
             router.wait_event(
                 "notification accepted",
-                where=lambda e: (
-                    e["integration"] == "pager/alertmanager/0"
-                    and len(router_accepted(router, "pager/alertmanager/0")) == 2
-                ),
+                where=lambda e: all(len(router_accepted(router, i)) == 2 for i in integrations),
             )
             assert http_get(port, "/readyz")[0] == 200
             samples = scrape(port)
@@ -550,7 +550,10 @@ class TestSilences:
             assert silence_id not in cli("list")
             expired = cli("list", "--all")
             assert silence_id in expired and "expired" in expired and "bo" in expired
-            router.wait_event("silence updated", where=lambda e: e["silence_id"] == silence_id)
+            router.wait_event(
+                "silence updated",
+                where=lambda e: e["silence_id"] == silence_id and e["expired_by"] == "bo",
+            )
             later = alert_record("fraud", feature="age")
             kafka.produce(alert_topic, [later], key=b"m")
             webhook_server.wait_for(2, timeout=60)
