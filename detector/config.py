@@ -4,6 +4,10 @@ Precedence (highest first): command-line flag, environment variable, config file
 Every key can be set in the file; the Kafka and topic keys also have flags and variables
 (see ``ENV_VARS``). A bad config fails at start-up with :class:`ConfigError`, whose message
 names the file, the key path and what was expected.
+
+This module loads and validates files. The detection settings are the core's own types
+(:mod:`detector.core.settings`), re-exported here; the Kafka, server and log settings are
+the shell's and live here.
 """
 
 from __future__ import annotations
@@ -14,103 +18,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    ValidationError,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 
-FeatureKind = Literal["numeric", "categorical"]
-
-
-class ConfigError(Exception):
-    """A configuration value is missing or invalid. The message says where and what."""
+# The detection settings are the core's own types (detector.core.settings); re-exported
+# here for the modules and tests that import them from the config. The re-export is also
+# what lets changelog entries written before the move (they pickle these objects and name
+# detector.config.DetectorSpec and the like) be restored.
+from detector.core.settings import DetectionSettings as DetectionSettings
+from detector.core.settings import DetectorSpec as DetectorSpec
+from detector.core.settings import FeatureKind as FeatureKind
+from detector.core.settings import FeatureSettings as FeatureSettings
+from detector.core.settings import ModelSettings as ModelSettings
+from detector.errors import ConfigError as ConfigError
+from detector.ops.secrets import is_secret_key
 
 
 class _Strict(BaseModel):
     # hide_input_in_errors: str(ValidationError) never shows a value (it may be a secret).
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-class DetectorSpec(_Strict):
-    """A River drift detector class from ``river.drift`` and its constructor arguments."""
-
-    name: str = "ADWIN"
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _known_detector(cls, name: str) -> str:
-        from detector.core.detectors import KNOWN_DETECTORS
-
-        if name not in KNOWN_DETECTORS:
-            raise ValueError(f"one of {sorted(KNOWN_DETECTORS)}")
-        return name
-
-
-class FeatureSettings(_Strict):
-    """Per-feature override. Unset fields inherit from the model, then the defaults."""
-
-    kind: FeatureKind | None = None
-    ignore: bool = False
-    detector: DetectorSpec | None = None
-
-
-class ModelSettings(_Strict):
-    ignore_features: list[str] = Field(default_factory=list)
-    detector: DetectorSpec | None = None
-    features: dict[str, FeatureSettings] = Field(default_factory=dict)
-
-
-class DetectionSettings(_Strict):
-    """Everything the pure detection core needs. Changing any of it changes detections."""
-
-    # The default detector: ADWIN on 16-event block means of rank-transformed values.
-    # delta calibrated on the stationary battery (docs/detection.md).
-    detector: DetectorSpec = DetectorSpec(name="ADWIN", params={"delta": 1e-5, "clock": 4})
-    reference_size: int = Field(512, ge=32, le=100_000)
-    window_size: int = Field(512, ge=32, le=100_000)
-    block_size: int = Field(16, ge=1, le=1024)
-    rearm_after: int = Field(25_000, ge=0)
-    max_categories: int = Field(16, ge=1, le=1000)
-    min_category_share: float = Field(0.01, gt=0.0, lt=1.0)
-    critical_effect: float = Field(1.0, gt=0.0)
-    max_models: int = Field(1000, ge=1)
-    max_features_per_model: int = Field(500, ge=1)
-    # A feature not seen (non-null) for this long in event time is forgotten.
-    feature_ttl_s: float = Field(24 * 3600.0, gt=0.0)
-    models: dict[str, ModelSettings] = Field(default_factory=dict)
-
-    def model(self, name: str) -> ModelSettings | None:
-        return self.models.get(name)
-
-    def feature_detector(self, model: str, feature: str) -> DetectorSpec:
-        """The detector for a feature: feature override, else model override, else default."""
-        model_settings = self.models.get(model)
-        if model_settings is None:
-            return self.detector
-        feature_settings = model_settings.features.get(feature)
-        if feature_settings is not None and feature_settings.detector is not None:
-            return feature_settings.detector
-        return model_settings.detector or self.detector
-
-    def feature_kind(self, model: str, feature: str) -> FeatureKind | None:
-        model_settings = self.models.get(model)
-        if model_settings is None:
-            return None
-        feature_settings = model_settings.features.get(feature)
-        return None if feature_settings is None else feature_settings.kind
-
-    def ignored(self, model: str) -> frozenset[str]:
-        model_settings = self.models.get(model)
-        if model_settings is None:
-            return frozenset()
-        names = set(model_settings.ignore_features)
-        names.update(n for n, f in model_settings.features.items() if f.ignore)
-        return frozenset(names)
 
 
 def _librdkafka_value(value: Any) -> str | int | float | bool:
@@ -219,8 +144,6 @@ _NEVER_SHOWN = frozenset({"librdkafka"})
 
 
 def _shows_input(error: Mapping[str, Any], secret_keys: Collection[str]) -> bool:
-    from detector.ops.secrets import is_secret_key  # detector.ops.secrets imports this module
-
     if error["type"] in ("missing", "extra_forbidden"):
         return False
     if isinstance(error.get("input"), dict | list | tuple | set | frozenset):
@@ -339,22 +262,14 @@ def load_settings(
 
 def _check_detectors(settings: Settings, source: str) -> None:
     """Build every configured River detector once so a bad parameter fails at start-up."""
+    # Imported here: River (and numpy) load only when a config is loaded, not for --help.
     from detector.core.detectors import build_detector
 
-    det = settings.detection
-    specs: list[tuple[str, DetectorSpec]] = [("detection.detector", det.detector)]
-    for model_name, model in det.models.items():
-        if model.detector is not None:
-            specs.append((f"detection.models.{model_name}.detector", model.detector))
-        for feature_name, feature in model.features.items():
-            if feature.detector is not None:
-                key = f"detection.models.{model_name}.features.{feature_name}.detector"
-                specs.append((key, feature.detector))
-    for key, spec in specs:
+    for key, spec in settings.detection.detector_specs():
         try:
             build_detector(spec)
         except (TypeError, ValueError) as exc:
             raise ConfigError(
-                f"{source}: {key}.params: expected valid arguments for river.drift.{spec.name}"
-                f" ({exc})"
+                f"{source}: detection.{key}.params: expected valid arguments for "
+                f"river.drift.{spec.name} ({exc})"
             ) from None

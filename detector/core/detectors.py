@@ -14,15 +14,15 @@ from river import drift
 from river.base import DriftDetector
 
 from detector.core._kernel import AdwinFast, RiverDetector
+from detector.core.settings import DETECTOR_NAMES
 
 if TYPE_CHECKING:
-    from detector.config import DetectorSpec
+    from detector.core.settings import DetectorSpec
 
-#: Detectors that accept real-valued input, by the name used in config files.
+#: Detectors that accept real-valued input, by the name used in config files
+#: (:data:`detector.core.settings.DETECTOR_NAMES`, which validates the names without River).
 KNOWN_DETECTORS: dict[str, type[DriftDetector]] = {
-    "ADWIN": drift.ADWIN,
-    "PageHinkley": drift.PageHinkley,
-    "KSWIN": drift.KSWIN,
+    name: getattr(drift, name) for name in DETECTOR_NAMES
 }
 
 

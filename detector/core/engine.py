@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detector.config import DetectionSettings
 from detector.core import _kernel
 from detector.core._kernel import CategoricalTracker, NumericTracker, RateTracker
 from detector.core.events import (
@@ -26,6 +25,7 @@ from detector.core.events import (
 )
 from detector.core.hits import Hit
 from detector.core.records import BatchResult, Detection, InputRecord, Rejection
+from detector.core.settings import DetectionSettings
 from detector.core.state import StateFormatError, decode_model, encode_model
 from detector.core.values import categorical, is_error, kind_of, prediction_value
 

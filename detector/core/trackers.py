@@ -27,7 +27,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detector.config import DetectionSettings, DetectorSpec
 from detector.core.detectors import Detector, build_detector
 from detector.core.hits import (
     RANK_WINDOW,
@@ -40,6 +39,7 @@ from detector.core.hits import (
     numeric_hit,
     rate_hit,
 )
+from detector.core.settings import DetectionSettings, DetectorSpec
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 

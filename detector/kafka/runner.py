@@ -17,6 +17,12 @@ Failure handling:
   up with :class:`FatalKafkaError` (and restarts under its supervisor).
 - Fatal producer errors (fenced by a newer instance with the same transactional.id),
   StateFormatError and changelog errors stop the sidecar loudly.
+
+The Kafka clients come from factories (``consumer_factory``, ``producer_factory``,
+``admin_factory``: each called with the librdkafka configuration built from the settings;
+by default the confluent-kafka classes themselves), so that tests can wrap the real clients
+to inject failures into the rewind and lost-partition paths. The changelog is read by a
+consumer of its own (:mod:`detector.kafka.changelog`).
 """
 
 from __future__ import annotations
@@ -57,13 +63,24 @@ from detector.ops.metrics import Metrics
 
 log = structlog.get_logger()
 
+#: A librdkafka configuration, as the factories below receive it.
+ClientConfig = dict[str, Any]
+ConsumerFactory = Callable[[ClientConfig], Consumer]
+ProducerFactory = Callable[[ClientConfig], Producer]
+AdminFactory = Callable[[ClientConfig], AdminClient]
+
 POLL_TIMEOUT_S = 0.2
 COMMITTED_TIMEOUT_S = 30.0
 MAX_REWINDS = 5
 
 
 class Sidecar:
-    """``Sidecar(settings).run()`` blocks until :meth:`stop` (safe from a signal handler)."""
+    """``Sidecar(settings).run()`` blocks until :meth:`stop` (safe from a signal handler).
+
+    ``consumer_factory``, ``producer_factory`` and ``admin_factory`` build the input
+    consumer, the producer and the admin client from their librdkafka configurations
+    (:mod:`detector.kafka.clients`); they are called once each, at the start of :meth:`run`.
+    """
 
     def __init__(
         self,
@@ -72,8 +89,14 @@ class Sidecar:
         config_path: str | None = None,
         metrics: Metrics | None = None,
         health: Health | None = None,
+        consumer_factory: ConsumerFactory = Consumer,
+        producer_factory: ProducerFactory = Producer,
+        admin_factory: AdminFactory = AdminClient,
     ) -> None:
         self.settings = settings
+        self._consumer_factory = consumer_factory
+        self._producer_factory = producer_factory
+        self._admin_factory = admin_factory
         self.metrics = metrics or Metrics(max_models=settings.detection.max_models)
         self.health = health or Health(stall_threshold_s=settings.server.stall_threshold_s)
         self._telemetry = Telemetry(settings.kafka.input_topic, self.metrics, self.health)
@@ -134,11 +157,11 @@ class Sidecar:
 
     def _run(self) -> None:
         kafka = self.settings.kafka
-        self._admin = AdminClient(admin_config(kafka))
+        self._admin = self._admin_factory(admin_config(kafka))
         plan = ensure_topics(self._admin, kafka)
-        self._output = make_output(Producer(producer_config(kafka)), kafka)
+        self._output = make_output(self._producer_factory(producer_config(kafka)), kafka)
         self._output.start()
-        consumer = self._consumer = Consumer(consumer_config(kafka))
+        consumer = self._consumer = self._consumer_factory(consumer_config(kafka))
         log.info(
             "sidecar starting",
             input_topic=kafka.input_topic,

@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import TypeVar
 
-from detector.config import ConfigError
+from detector.errors import ConfigError
 
 #: A librdkafka property value, as confluent_kafka accepts it.
 Value = str | int | float | bool

@@ -1,0 +1,129 @@
+"""The detection settings: everything the pure core needs, as validated, frozen data.
+
+These types belong to the core (:mod:`detector.config` re-exports them and only loads and
+validates files): the core must not depend on the file loader. Validation here is of the
+values only; that a detector's parameters are accepted by River is checked when the config
+is loaded (:func:`detector.config.load_settings` builds every configured detector once).
+
+Changelog entries pickle these objects (trackers keep their spec and settings), so their
+import path is part of the state format: entries written before the move name
+``detector.config.DetectorSpec`` and the like, which still resolve (re-exported there).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FeatureKind = Literal["numeric", "categorical"]
+
+#: The River drift detectors (``river.drift``) that accept real-valued input, by the name
+#: used in config files. :data:`detector.core.detectors.KNOWN_DETECTORS` maps each to its
+#: class; kept here as names so that validating a config does not import River.
+DETECTOR_NAMES: tuple[str, ...] = ("ADWIN", "PageHinkley", "KSWIN")
+
+
+class _Strict(BaseModel):
+    # The same as detector.config's: unknown keys refused, frozen, and no input value in
+    # str(ValidationError).
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class DetectorSpec(_Strict):
+    """A River drift detector class from ``river.drift`` and its constructor arguments."""
+
+    name: str = "ADWIN"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_detector(cls, name: str) -> str:
+        if name not in DETECTOR_NAMES:
+            raise ValueError(f"one of {sorted(DETECTOR_NAMES)}")
+        return name
+
+
+class FeatureSettings(_Strict):
+    """Per-feature override. Unset fields inherit from the model, then the defaults."""
+
+    kind: FeatureKind | None = None
+    ignore: bool = False
+    detector: DetectorSpec | None = None
+
+
+class ModelSettings(_Strict):
+    ignore_features: list[str] = Field(default_factory=list)
+    detector: DetectorSpec | None = None
+    features: dict[str, FeatureSettings] = Field(default_factory=dict)
+
+
+class DetectionSettings(_Strict):
+    """Everything the pure detection core needs. Changing any of it changes detections."""
+
+    # The default detector: ADWIN on 16-event block means of rank-transformed values.
+    # delta calibrated on the stationary battery (docs/detection.md).
+    detector: DetectorSpec = DetectorSpec(name="ADWIN", params={"delta": 1e-5, "clock": 4})
+    reference_size: int = Field(512, ge=32, le=100_000)
+    window_size: int = Field(512, ge=32, le=100_000)
+    block_size: int = Field(16, ge=1, le=1024)
+    rearm_after: int = Field(25_000, ge=0)
+    max_categories: int = Field(16, ge=1, le=1000)
+    min_category_share: float = Field(0.01, gt=0.0, lt=1.0)
+    critical_effect: float = Field(1.0, gt=0.0)
+    max_models: int = Field(1000, ge=1)
+    max_features_per_model: int = Field(500, ge=1)
+    # A feature not seen (non-null) for this long in event time is forgotten.
+    feature_ttl_s: float = Field(24 * 3600.0, gt=0.0)
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+
+    def model(self, name: str) -> ModelSettings | None:
+        return self.models.get(name)
+
+    def feature_detector(self, model: str, feature: str) -> DetectorSpec:
+        """The detector for a feature: feature override, else model override, else default."""
+        model_settings = self.models.get(model)
+        if model_settings is None:
+            return self.detector
+        feature_settings = model_settings.features.get(feature)
+        if feature_settings is not None and feature_settings.detector is not None:
+            return feature_settings.detector
+        return model_settings.detector or self.detector
+
+    def feature_kind(self, model: str, feature: str) -> FeatureKind | None:
+        model_settings = self.models.get(model)
+        if model_settings is None:
+            return None
+        feature_settings = model_settings.features.get(feature)
+        return None if feature_settings is None else feature_settings.kind
+
+    def ignored(self, model: str) -> frozenset[str]:
+        model_settings = self.models.get(model)
+        if model_settings is None:
+            return frozenset()
+        names = set(model_settings.ignore_features)
+        names.update(n for n, f in model_settings.features.items() if f.ignore)
+        return frozenset(names)
+
+    def detector_specs(self) -> list[tuple[str, DetectorSpec]]:
+        """Every configured detector and its key path below this section (``detector``,
+        ``models.M.detector``, ``models.M.features.F.detector``)."""
+        specs: list[tuple[str, DetectorSpec]] = [("detector", self.detector)]
+        for model_name, model in self.models.items():
+            if model.detector is not None:
+                specs.append((f"models.{model_name}.detector", model.detector))
+            for feature_name, feature in model.features.items():
+                if feature.detector is not None:
+                    key = f"models.{model_name}.features.{feature_name}.detector"
+                    specs.append((key, feature.detector))
+        return specs
+
+
+__all__ = [
+    "DETECTOR_NAMES",
+    "DetectionSettings",
+    "DetectorSpec",
+    "FeatureKind",
+    "FeatureSettings",
+    "ModelSettings",
+]

@@ -1,0 +1,13 @@
+"""Errors shared by the configuration loader and the modules it uses.
+
+:class:`ConfigError` lives here, below both :mod:`detector.config` and
+:mod:`detector.ops.secrets` (whose ``SecretError`` is a ``ConfigError``, and which the
+loader uses to keep secrets out of its messages), so that neither imports the other back.
+Import it from :mod:`detector.config` as before.
+"""
+
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or invalid. The message says where and what."""
