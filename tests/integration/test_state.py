@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from support import (
     write_config,
 )
 
-from detector.core.state import FORMAT_VERSION, MAGIC
+from detector.core.state import FORMAT_VERSION, MAGIC, encode_model
 from detector.kafka.changelog import INPUT_OFFSET_HEADER
 
 pytestmark = pytest.mark.integration
@@ -76,14 +77,19 @@ def test_snapshot_of_an_aborted_checkpoint_is_ignored(
     assert sorted(alerts) == sorted(expected)
 
 
-@pytest.mark.parametrize(
-    "value",
-    [b"garbage", MAGIC + bytes([FORMAT_VERSION + 41]) + b"\x00" * 16],
-    ids=["corrupt", "unknown-format-version"],
-)
-def test_unreadable_changelog_entry_stops_the_sidecar(
-    kafka: Any, unique: Any, tmp_path: Path, value: bytes
-) -> None:
+class _Call:
+    """Pickles as ``func(*args)``: a changelog entry written to run code in the sidecar."""
+
+    def __init__(self, func: Any, *args: Any) -> None:
+        self.reduced = (func, args)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.reduced
+
+
+def _restart_over(kafka: Any, unique: Any, tmp_path: Path, value: bytes) -> str:
+    """Run to a checkpoint, write ``value`` as model m0's changelog entry, restart: the
+    sidecar must stop with exit code 3 without processing anything. Its output."""
     settings, source, events = _setup(kafka, unique, tmp_path)
     kafka.produce(source, events[:1000], key=b"m0")
     _run_until_caught_up(kafka, settings, source)
@@ -107,3 +113,27 @@ def test_unreadable_changelog_entry_stops_the_sidecar(
     assert "detector: StateFormatError: changelog entry for model 'm0'" in output, output[-3000:]
     # It did not start fresh: nothing past the committed offset was processed.
     assert kafka.committed(settings.kafka.group_id, source)[0] == committed
+    return output
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"garbage", MAGIC + bytes([FORMAT_VERSION + 41]) + b"\x00" * 16],
+    ids=["corrupt", "unknown-format-version"],
+)
+def test_unreadable_changelog_entry_stops_the_sidecar(
+    kafka: Any, unique: Any, tmp_path: Path, value: bytes
+) -> None:
+    _restart_over(kafka, unique, tmp_path, value)
+
+
+def test_hostile_changelog_entry_is_refused_not_run(
+    kafka: Any, unique: Any, tmp_path: Path
+) -> None:
+    """An entry that would run a command when unpickled stops the sidecar (exit code 3,
+    naming the refused global); the command never runs."""
+    marker = tmp_path / "ran"
+    value = encode_model(_Call(subprocess.Popen, ["touch", str(marker)]))
+    output = _restart_over(kafka, unique, tmp_path, value)
+    assert "refers to subprocess.Popen" in output, output[-3000:]
+    assert not marker.exists()
