@@ -1,25 +1,31 @@
 """`detector bench` (`make bench`): throughput on the embedded broker, written to a file.
 
-Measured in one run, on one broker, over the same topic:
+Measured in one run, on one broker:
 
-1. the floor: a bare confluent-kafka consumer that only parses each event with orjson;
-2. the sidecar (the code behind `detector run`), exactly-once;
-3. the sidecar, at-least-once;
-4. restoring the state of 10,000+ detectors from the changelog topic.
+1. for every event shape in SHAPES (the same events written as epoch milliseconds, RFC 3339
+   times, with segments and labels, class probabilities, nulls, unknown fields...), each on
+   its own topic: the floor, a bare confluent-kafka consumer that only parses each event
+   with orjson, and the sidecar (the code behind `detector run`), exactly-once; and the
+   pure core's cost per event without Kafka, with the share of events it left to the
+   reference path;
+2. the sidecar at-least-once, on the first shape;
+3. restoring the state of 10,000+ detectors from the changelog topic.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -36,29 +42,95 @@ PARTITIONS = 4
 TOPIC = "bench.predictions"
 
 
-def _events(n: int, seed: int = 1) -> list[bytes]:
+#: The event shapes measured, each a variant of the same events (the same features, values,
+#: models and order): name -> what differs from "epoch-ms".
+SHAPES: dict[str, str] = {
+    "epoch-ms": "`timestamp` in epoch milliseconds (an int): the events of earlier runs",
+    "rfc3339-z": "`timestamp` an RFC 3339 string in UTC with milliseconds, "
+    '`"2026-01-01T00:00:00.123Z"`',
+    "rfc3339-offset": 'RFC 3339 with an offset and no fraction, `"2026-01-01T02:00:00+02:00"`: '
+    "as events are 1 ms apart, a thousand in a row carry the same string",
+    "segment-label": 'a `segment` (`{"region": "eu"}`, one of 4 regions) and a 0/1 `label`',
+    "class-probabilities": '`prediction` an object of class probabilities, `{"0": 0.4, "1": 0.6}`',
+    "nulls-absent": "each feature null on 5 % of events and left out on another 5 %",
+    "extra-fields": "four unknown top-level fields (a string, a number, an object, a list)",
+    "readme": "all of the above at once, as the README's example: RFC 3339 `Z` time, "
+    "`segment`, a `label` (null on half the events), nulls and absent features, "
+    "class probabilities, unknown fields",
+    "rfc3339-offset-ms": "RFC 3339 with an offset and milliseconds, "
+    '`"2026-01-01T02:00:00.123+02:00"`: every event\'s string differs',
+}
+#: Shown for information; the targets are over the other shapes, those the issue names.
+EXTRA_SHAPES = ("readme", "rfc3339-offset-ms")
+_REGIONS = ("eu", "us", "apac", "latam")
+_PLUS_TWO = timezone(timedelta(hours=2))
+
+
+def _rfc3339_z(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms // 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def _rfc3339_offset(ms: int, fraction: bool = False) -> str:
+    moment = datetime.fromtimestamp(ms // 1000, _PLUS_TWO)
+    if fraction:
+        moment += timedelta(milliseconds=ms % 1000)
+        return moment.isoformat(timespec="milliseconds")
+    return moment.isoformat()
+
+
+def _events(n: int, seed: int = 1, shape: str = "epoch-ms") -> list[bytes]:
+    """``n`` events of one of SHAPES: the same features, values and models in every shape."""
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}")
     rng = np.random.default_rng(seed)
     numbers = np.round(rng.normal(0.0, 1.0, (n, NUMERIC)), 5).tolist()
     cats = rng.integers(0, 6, (n, CATEGORICAL)).tolist()
+    # Drawn whatever the shape, so that every shape has the same values.
+    gaps = rng.random((n, NUMERIC + CATEGORICAL)).tolist()
+    coins = rng.random(n).tolist()
     names = [f"num_{j}" for j in range(NUMERIC)]
     cat_names = [f"cat_{j}" for j in range(CATEGORICAL)]
     labels = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    readme = shape == "readme"
     out = []
     for i in range(n):
         features: dict[str, object] = dict(zip(names, numbers[i], strict=True))
         features.update(zip(cat_names, (labels[c] for c in cats[i]), strict=True))
-        out.append(
-            orjson.dumps(
-                {
-                    "event_id": f"ev-{i}",
-                    "model": f"model-{i % MODELS}",
-                    "model_version": "1",
-                    "timestamp": 1_767_225_600_000 + i,
-                    "features": features,
-                    "prediction": round(float(numbers[i][0]) * 0.1 + 0.5, 5),
-                }
-            )
-        )
+        if shape == "nulls-absent" or readme:
+            for name, gap in zip(list(features), gaps[i], strict=True):
+                if gap < 0.05:
+                    features[name] = None
+                elif gap < 0.1:
+                    del features[name]
+        ms = 1_767_225_600_000 + i
+        score = round(float(numbers[i][0]) * 0.1 + 0.5, 5)
+        doc: dict[str, object] = {
+            "event_id": f"ev-{i}",
+            "model": f"model-{i % MODELS}",
+            "model_version": "1",
+            "timestamp": ms,
+            "features": features,
+            "prediction": score,
+        }
+        if shape == "rfc3339-z" or readme:
+            doc["timestamp"] = _rfc3339_z(ms)
+        elif shape == "rfc3339-offset":
+            doc["timestamp"] = _rfc3339_offset(ms)
+        elif shape == "rfc3339-offset-ms":
+            doc["timestamp"] = _rfc3339_offset(ms, fraction=True)
+        if shape == "class-probabilities" or readme:
+            doc["prediction"] = {"0": round(1.0 - score, 5), "1": score}
+        if shape == "segment-label" or readme:
+            doc["segment"] = {"region": _REGIONS[i % len(_REGIONS)]}
+            label = int((score >= 0.5) != (coins[i] < 0.1))  # wrong on about 10 %
+            doc["label"] = None if readme and coins[i] >= 0.5 else label
+        if shape == "extra-fields" or readme:
+            doc["request_id"] = f"req-{i:08d}"
+            doc["latency_ms"] = 12.5
+            doc["trace"] = {"span": "a1b2c3", "sampled": True}
+            doc["tags"] = ["canary", "eu"]
+        out.append(orjson.dumps(doc))
     return out
 
 
@@ -192,7 +264,8 @@ def measure_restore(bootstrap: str) -> tuple[int, int, float]:
 
 def measure_core_split(payload: list[bytes]) -> dict[str, float]:
     """Microseconds per event in the pure core (no Kafka): best of three passes over the
-    same events in 10,000-event batches of one partition, after warm-up."""
+    same events in 10,000-event batches of one partition, after warm-up; and the share of
+    the measured events that the compiled loop handed to the reference path."""
     from detector.core.engine import PartitionDetectors
 
     warm, rest = payload[:20_000], payload[20_000:]
@@ -213,11 +286,21 @@ def measure_core_split(payload: list[bytes]) -> dict[str, float]:
 
     core = PartitionDetectors(DetectionSettings(), TOPIC, 0)
     core.process_batch(offsets[:20_000], warm)
+    slow = 0
+    process_one = core._process_one
+
+    def counted(*args: Any) -> None:
+        nonlocal slow
+        slow += 1
+        process_one(*args)
+
+    core._process_one = counted  # type: ignore[method-assign,assignment]
 
     def compiled() -> None:
         for start in range(0, n, 10_000):
             core.process_batch(offsets[start : start + 10_000], rest[start : start + 10_000])
 
+    compiled_s = best(compiled)
     reference = PartitionDetectors(DetectionSettings(), TOPIC, 0, reference=True)
     reference.process_batch(offsets[:20_000], warm)
     sample = rest[:10_000]
@@ -227,9 +310,10 @@ def measure_core_split(payload: list[bytes]) -> dict[str, float]:
 
     us = 1e6 / n
     return {
-        "orjson.loads": best(loads) * us,
-        "compiled core, total (orjson included)": best(compiled) * us,
-        "readable reference path, for comparison": best(readable, 1) * 1e6 / len(sample),
+        "loads": best(loads) * us,
+        "compiled": compiled_s * us,
+        "reference": best(readable, 1) * 1e6 / len(sample),
+        "slow_share": slow / (3 * n),
     }
 
 
@@ -245,72 +329,211 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
+@dataclass
+class ShapeResult:
+    shape: str
+    size: float  # bytes per event
+    floor: float  # events/s
+    eos: float  # events/s, `detector run` exactly-once
+    split: dict[str, float]
+
+    @property
+    def ratio(self) -> float:
+        return self.eos / self.floor
+
+
+#: The issue's targets (issue 9): every shape at 60 % of its floor or more, and none more
+#: than 1.25 times the per-event cost of the cheapest.
+TARGET_RATIO = 0.6
+TARGET_SPREAD = 1.25
+#: Floor and `detector run` are measured alternately this many times per shape; the best
+#: of each counts (a 2-core machine is noisy: single runs varied by about 10 %).
+ROUNDS = 3
+
+
+def measure_shape(bootstrap: str, shape: str, events: int, rounds: int = ROUNDS) -> ShapeResult:
+    """One shape on its own topic: the floor and `detector run` exactly-once, alternately,
+    ``rounds`` times (the best of each), then the pure core. The topic is deleted after."""
+    payload = _events(events, shape=shape)
+    topic = f"{TOPIC}.{shape}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
+        future.result(30)
+    _produce(bootstrap, topic, payload)
+    floors, runs = [], []
+    for _ in range(rounds):
+        floors.append(measure_floor(bootstrap, topic, events))
+        runs.append(measure_sidecar(bootstrap, topic, events, "exactly-once"))
+    for future in admin.delete_topics([topic]).values():
+        future.result(30)
+    split = measure_core_split(payload[:80_000])
+    return ShapeResult(shape, sum(map(len, payload)) / len(payload), max(floors), max(runs), split)
+
+
 def run_bench(output: str = "docs/benchmarks.md", events: int = 200_000) -> int:
     from detector.broker import EmbeddedBroker
     from detector.log import configure_logging
     from detector.ops.runtime import tune_gc
 
     configure_logging(LogSettings(level="error"))
-    print(
-        f"generating {events:,} events ({NUMERIC} numeric + {CATEGORICAL} categorical features, "
-        f"{MODELS} models)",
-        flush=True,
-    )
-    payload = _events(events)
-    avg = sum(map(len, payload)) / len(payload)
     tune_gc()
+    started = time.perf_counter()
+    results: list[ShapeResult] = []
     with EmbeddedBroker() as broker:
         bootstrap = broker.bootstrap_servers
+        for shape in SHAPES:
+            print(
+                f"{shape}: {events:,} events, floor and detector run (exactly-once)...", flush=True
+            )
+            result = measure_shape(bootstrap, shape, events)
+            results.append(result)
+            print(
+                f"  floor {result.floor:,.0f} events/s, detector run {result.eos:,.0f} "
+                f"events/s ({result.ratio:.0%}), core {result.split['compiled']:.2f} µs/event, "
+                f"{result.split['slow_share']:.2%} on the reference path",
+                flush=True,
+            )
+        first = next(iter(SHAPES))
+        print(f"detector run, at-least-once ({first})...", flush=True)
+        payload = _events(events, shape=first)
         admin = AdminClient({"bootstrap.servers": bootstrap})
         for future in admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)]).values():
             future.result(30)
         _produce(bootstrap, TOPIC, payload)
-        print("floor (consume + orjson.loads)...", flush=True)
-        floor = measure_floor(bootstrap, TOPIC, events)
-        print(f"  {floor:,.0f} events/s", flush=True)
-        print("detector run, exactly-once...", flush=True)
-        eos = measure_sidecar(bootstrap, TOPIC, events, "exactly-once")
-        print(f"  {eos:,.0f} events/s", flush=True)
-        print("detector run, at-least-once...", flush=True)
         alo = measure_sidecar(bootstrap, TOPIC, events, "at-least-once")
-        print(f"  {alo:,.0f} events/s", flush=True)
-        print("core split...", flush=True)
-        split = measure_core_split(payload[:120_000])
-        ratio = eos / floor
-        verdict = (
-            f"**The target of 40 % of the floor is met: {ratio:.0%}.**"
-            if ratio >= 0.4
-            else f"**The target of 40 % of the floor is not met: {ratio:.0%}.**"
-        )
+        eos = measure_sidecar(bootstrap, TOPIC, events, "exactly-once")
+        print(f"  {alo:,.0f} events/s (exactly-once again: {eos:,.0f})", flush=True)
         print("restore...", flush=True)
         detectors, size, restore_s = measure_restore(bootstrap)
         print(f"  {detectors:,} detectors, {size / 1e6:.1f} MB, {restore_s:.2f} s", flush=True)
+    total_s = time.perf_counter() - started
+    text = _report(results, events, alo, eos, (detectors, size, restore_s), total_s)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(text + _kept_sections(Path(output)))
+    print(f"written to {output}")
+    return 0
+
+
+#: A section of the output file that says this is kept when the file is rewritten.
+HAND_WRITTEN = "Not written by `make bench`"
+
+
+def _kept_sections(path: Path) -> str:
+    """The sections (``## ...``) of the existing file that say HAND_WRITTEN: measured by
+    hand, kept when `make bench` rewrites the file."""
+    try:
+        old = path.read_text()
+    except OSError:
+        return ""
+    kept = [
+        section.rstrip() + "\n"
+        for section in re.split(r"(?m)^(?=## )", old)
+        if section.startswith("## ") and HAND_WRITTEN in section
+    ]
+    return "".join("\n" + section for section in kept)
+
+
+def _report(
+    results: list[ShapeResult],
+    events: int,
+    alo: float,
+    eos: float,
+    restore: tuple[int, int, float],
+    total_s: float,
+) -> str:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    text = (
+    cheapest = max(r.eos for r in results)  # events/s: the lowest cost per event
+    base = results[0]
+    required = [r for r in results if r.shape not in EXTRA_SHAPES]
+    rows = "".join(
+        f"| `{r.shape}` | {r.size:.0f} | {r.floor:,.0f} | {r.eos:,.0f} | {r.ratio:.0%} "
+        f"| {1e6 / r.eos:.2f} | {cheapest / r.eos:.2f}x |\n"
+        for r in results
+    )
+    core_rows = "".join(
+        f"| `{r.shape}` | {r.split['loads']:.2f} | {r.split['compiled']:.2f} "
+        f"| {r.split['compiled'] - base.split['compiled']:+.2f} | {r.split['slow_share']:.2%} "
+        f"| {r.split['reference']:.1f} |\n"
+        for r in results
+    )
+    shapes = "".join(f"- `{name}`: {what}\n" for name, what in SHAPES.items())
+    met = [r.shape for r in required if r.ratio >= TARGET_RATIO]
+    spread = max(cheapest / r.eos for r in required)
+    over = [r.shape for r in required if cheapest / r.eos > TARGET_SPREAD]
+    verdict = (
+        f"Targets (issue 9), over the {len(required)} shapes the issue names "
+        f"({', '.join(f'`{name}`' for name in EXTRA_SHAPES)} are shown for information): "
+        f"at least {TARGET_RATIO:.0%} of the floor for every shape: "
+        f"**{'met' if len(met) == len(required) else 'not met'}** "
+        f"({len(met)} of {len(required)}: "
+        f"{', '.join(f'`{m}`' for m in met) if met else 'none'}); no shape more than "
+        f"{TARGET_SPREAD}x the per-event cost of the cheapest: "
+        f"**{'met' if not over else 'not met'}** (the widest is {spread:.2f}x"
+        f"{': ' + ', '.join(f'`{m}`' for m in over) + ' over' if over else ''})."
+    )
+    budget = 1e6 / (TARGET_RATIO * base.floor)
+    shell = max(0.0, 1e6 / base.eos - base.split["compiled"])
+    limits = (
+        f"What limits them: at {TARGET_RATIO:.0%} of its floor, `detector run` could spend "
+        f"{budget:.2f} µs per event on `{base.shape}`; it spends {1e6 / base.eos:.2f}. The "
+        f"compiled core alone costs {base.split['compiled']:.2f} µs (table below), of which "
+        f"`orjson.loads` is {base.split['loads']:.2f} (the floor's own parse) and the "
+        f"detection work {base.split['compiled'] - base.split['loads']:.2f}: the rank "
+        f"searches of 20 numeric features, the block sums of 25 missing-rate and 5 "
+        f"categorical trackers, and River's ADWIN steps; the Kafka shell (transactions, "
+        f"changelog snapshots, offsets) adds about {shell:.2f}. That detection work is the "
+        f"same for every shape and is what keeps every shape below the target. What a shape "
+        f"adds on top is in the second table: an RFC 3339 string that differs on every event "
+        f"(Python's `datetime`, about 0.7 µs), class probabilities (their argmax in "
+        f"`values.checked_argmax`, Python, about 0.8 µs), a label (`values.is_error` and one "
+        f"more tracker), nulls and absent features (their missing-rate detectors see non-zero "
+        f"blocks and step), unknown fields (only their parse, which the floor pays too)."
+    )
+    detectors, size, restore_s = restore
+    shape_header = (
+        "| shape | bytes/event | floor, events/s | `detector run`, events/s | of the floor "
+        "| µs/event | cost vs the cheapest |\n|---|---:|---:|---:|---:|---:|---:|"
+    )
+    core_header = (
+        f"| shape | `orjson.loads`, µs | compiled core (orjson included), µs "
+        f"| vs `{base.shape}` | on the reference path | readable reference path, µs |\n"
+        "|---|---:|---:|---:|---:|---:|"
+    )
+    return (
         f"""# Benchmarks
 
-Written by `make bench` (`detector bench --events {events}`); numbers from one run.
+Written by `make bench` (`detector bench --events {events}`); numbers from one run, which
+took {total_s / 60:.1f} minutes.
 
 - Date: {datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}, commit {commit or "n/a"}
 - Machine: {_machine()}
 - Broker: embedded Tansu (memory storage) on the same machine, {PARTITIONS} input partitions;
-  the whole topic is produced first, so every consumer starts on a backlog
+  each shape's whole topic is produced first, so every consumer starts on a backlog
 - Both consumers use `fetch.queue.backoff.ms={FETCH_QUEUE_BACKOFF_MS}` (the sidecar's default;
   librdkafka's is 1000). With 1000, whenever the prefetch queue fills the next fetch waits
   a second: the floor then measured either about 350,000 or about 145,000 events/s from run
   to run, and the sidecar spent a third of its run idle
-- Events: {events:,}, {MODELS} models, {NUMERIC} numeric + {CATEGORICAL} categorical features
-  each, {avg:.0f} bytes on average, keyed by model
+- Events: {events:,} per shape, {MODELS} models, {NUMERIC} numeric + {CATEGORICAL} categorical
+  features each, keyed by model. Every shape holds the same events (the same values,
+  models and order), written differently:
 
-| what | events/s | of the floor |
-|---|---:|---:|
-| floor: bare confluent-kafka consumer, `orjson.loads` per event | {floor:,.0f} | 100 % |
-| `detector run`, exactly-once (default) | {eos:,.0f} | {eos / floor:.0%} |
-| `detector run`, at-least-once | {alo:,.0f} | {alo / floor:.0%} |
+{shapes}
+## Every event shape through `detector run`
 
-Exactly-once vs at-least-once: {eos / alo:.2f}x.
+For each shape, on its own topic: the floor (a bare confluent-kafka consumer,
+`orjson.loads` per event) and `detector run` exactly-once (the default), measured
+alternately {ROUNDS} times; the best of each is shown.
+
+{shape_header}
+{rows}
+{verdict}
+
+{limits}
+
+`detector run` at-least-once on `{base.shape}`: {alo:,.0f} events/s (exactly-once, measured
+right after: {eos:,.0f}; {eos / alo:.2f}x).
 
 | restore | value |
 |---|---:|
@@ -321,26 +544,32 @@ Exactly-once vs at-least-once: {eos / alo:.2f}x.
 ## Where the time goes
 
 The pure core with no Kafka, per event, measured in the same run (best of three passes
-over the same events in 10,000-event batches of one partition, after warm-up):
+over the same 60,000 events in 10,000-event batches of one partition, after 20,000 events
+of warm-up). "On the reference path" is the share of those events that the compiled loop
+handed to the readable reference path: the sweeps, one event in 1,024 of a model.
 
-| stage | µs per event |
-|---|---:|
-"""
-        + "".join(f"| {name} | {value:.2f} |\n" for name, value in split.items())
+{core_header}
+{core_rows}"""
         + f"""
-The floor costs {1e6 / floor:.2f} µs per event, of which `orjson.loads` is about
-{split["orjson.loads"]:.2f}. `detector run` (exactly-once) costs {1e6 / eos:.2f} µs per event:
-the compiled core, {split["compiled core, total (orjson included)"]:.2f} µs, and the Kafka shell
-(consume, transactions, changelog snapshots), about
-{1e6 / eos - split["compiled core, total (orjson included)"]:.2f} µs.
-
-{verdict}
+The floor costs {1e6 / base.floor:.2f} µs per event on `{base.shape}`, of which `orjson.loads`
+is about {base.split["loads"]:.2f}. `detector run` (exactly-once) costs {1e6 / base.eos:.2f} µs
+per event there: the compiled core, {base.split["compiled"]:.2f} µs, and the Kafka shell
+(consume, transactions, changelog snapshots), the rest.
 
 What the compiled core does per event, and what it costs:
 
 - parse with `orjson.loads` (the floor's own cost);
+- check the event's own fields: type tests in the loop, and for the rules that take more
+  than a type test (the timestamp, `segment`, `schema_version`) the parser's own functions
+  in `detector/core/events.py`, which the reference path calls too. An RFC 3339 time is
+  converted by `datetime.fromisoformat` and exact integer arithmetic (no float rounding):
+  with a `Z` offset that costs about half a microsecond, with any other offset about a
+  microsecond (Python's datetime subtraction across time zones). The loop remembers the
+  last string it converted: a run of events with the same timestamp string (times to the
+  second, or to the millisecond at high rates) pays once;
 - recognise an event of known features with values of the kinds seen before (a few dict
-  lookups and type tests; keys in the usual order match by position);
+  lookups and type tests; keys in the usual order, with any left out skipped, match by
+  position);
 - per numeric feature, the two reference ranks: a search of 64 bucket fences, then of one
   bucket of 8 values (usually a cache miss), whose load is started for all of the event's
   features before the first is needed;
@@ -348,23 +577,21 @@ What the compiled core does per event, and what it costs:
 - every 16 observations of a feature, one River ADWIN step per detector (about 100
   detectors per model here), checking for a cut every 4th step (`clock=4`). A detector whose
   window holds only zeros (a feature never missing, a category that never occurs) gets its
-  zeros later, just before its next non-zero value: the same River calls, made later.
-
-Measured along the way (same machine, `perf record` on the core): River's ADWIN steps and
-the per-feature rank search were each about an eighth of the core's time, `orjson.loads`
-and the dicts it builds about two fifths.
+  zeros later, just before its next non-zero value: the same River calls, made later. So
+  nulls and absent features cost detector time: their missing-rate detectors see non-zero
+  blocks and step;
+- class probabilities: their argmax, `values.checked_argmax` (Python), about 0.8 µs;
+- a label: `values.is_error` (Python) and the error-rate tracker.
 
 The readable reference path does the same per event in Python; the compiled loop gives the
-same detections (`tests/unit/test_kernel.py`).
+same detections, rejections and state (`tests/unit/test_kernel.py`,
+`tests/unit/test_kernel_properties.py`, and for every shape here
+`tests/unit/test_fast_path_shapes.py`, which also fails if a shape leaves the compiled loop).
 
 Scaling out is per partition: more `detector run` instances in the same consumer group
 split the input partitions, and their throughput adds up until the broker is the limit.
 """
     )
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_text(text)
-    print(f"written to {output}")
-    return 0
 
 
 if __name__ == "__main__":

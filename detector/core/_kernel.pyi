@@ -3,48 +3,71 @@
 from collections.abc import Iterable
 from typing import Any
 
-from detector.config import DetectionSettings, DetectorSpec
 from detector.core.hits import Hit, Rearm
 from detector.core.records import BatchResult
+from detector.core.settings import DetectionSettings, DetectorSpec
 
 class Detector:
     def step(self, x: float) -> bool: ...
     def describe(self) -> dict[str, Any]: ...
 
 class AdwinFast(Detector):
-    def __init__(self, adwin: Any, detected: bool = ...) -> None: ...
+    def __init__(
+        self, adwin: Any, detected: bool = ..., pending: int = ..., zeros_only: bool | None = ...
+    ) -> None: ...
 
 class RiverDetector(Detector):
     def __init__(self, name: str, det: Any) -> None: ...
 
-class RateTracker:
+class Tracker:
+    def update(self, values: Iterable[Any]) -> list[Hit]:
+        """Feed values in order; hits are indexed into ``values``."""
+
+class RateTracker(Tracker):
     k: int
+    scale: float
     drift_type: str
     detector: Detector
-    seen: int
+    ref_blocks: int
     rearm: Rearm
+    seen: int
     def __init__(
         self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str
     ) -> None: ...
-    def update(self, flags: Iterable[bool]) -> list[Hit]: ...
+    def update(self, values: Iterable[bool]) -> list[Hit]: ...
     def rates(self) -> tuple[float | None, float | None]: ...
 
-class NumericTracker:
+class NumericTracker(Tracker):
     k: int
-    seen: int
-    reference: Any
+    scale: float
+    spec: DetectorSpec
+    ref_size: int
+    drift_type: str | None
+    window: int
+    building: list[float]
+    reference: Any  # numpy array of the sorted reference sample, or None
     mean_det: Detector
     spread_det: Detector
+    seen: int
+    rearm: Rearm
     def __init__(
         self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str | None
     ) -> None: ...
     def update(self, values: Iterable[float]) -> list[Hit]: ...
 
-class CategoricalTracker:
+class CategoricalTracker(Tracker):
     k: int
-    seen: int
+    scale: float
+    spec: DetectorSpec
+    settings: DetectionSettings
+    ref_size: int
+    drift_type: str
+    building: list[str]
+    ref_counts: Any
     codes: dict[str, int]
     detectors: list[Detector]
+    seen: int
+    rearm: Rearm
     def __init__(
         self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str | None
     ) -> None: ...
@@ -61,4 +84,6 @@ def run(
     values: list[bytes | None],
     timestamps: list[int | None] | None,
     result: BatchResult,
-) -> None: ...
+) -> None:
+    """Process one partition's messages in order; see PartitionDetectors.process_batch.
+    Events whose shape the loop does not take go to ``engine._process_one``."""

@@ -595,17 +595,21 @@ cdef class CategoricalTracker(Tracker):
 # -- the per-event loop ----------------------------------------------------------------------
 
 from cpython.dict cimport PyDict_GetItem, PyDict_Next, PyDict_Size
-from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 
 import orjson
 
-from detector.core.events import PredictionEvent
+from detector.core.events import (
+    InvalidEvent,
+    PredictionEvent,
+    check_schema_version,
+    check_segment,
+    timestamp_ms,
+)
 from detector.core.values import categorical, checked_argmax, is_error
 
 cdef object _loads = orjson.loads
-cdef long long _MAX_EPOCH_MS = 253402300800000  # 10000-01-01, as the parser
 cdef enum:
     IGNORED = 0
     NUMERIC = 1
@@ -755,6 +759,7 @@ def run(engine, list offsets, list values, list timestamps, result):
     """Process one partition's messages in order; see PartitionDetectors.process_batch."""
     from detector.core.engine import ERROR, PREDICTION, SWEEP_EVERY, with_missing_rates
 
+    cdef long long sweep_every = SWEEP_EVERY
     cdef Py_ssize_t i, j, p, n = len(offsets), pos
     cdef Py_ssize_t max_bytes = engine._max_bytes
     cdef dict layouts = engine._layouts
@@ -763,12 +768,17 @@ def run(engine, list offsets, list values, list timestamps, result):
     cdef PyObject *key_ptr
     cdef PyObject *value_ptr
     cdef PyObject *found
-    cdef int kind, overflow, pred_kind
+    cdef int kind, pred_kind
     cdef long long ts_ms
     cdef double x
     cdef list hits
     cdef RateTracker missing
     cdef bint ok
+    # The last RFC 3339 string converted, and its time: consecutive events often carry the
+    # same string (times to the second, or to the millisecond at high rates), and
+    # timestamp_ms is a pure function of it.
+    cdef str last_stamp = None
+    cdef long long last_stamp_ms = 0
     for i in range(n):
         raw = values[i]
         if type(raw) is not bytes or not raw or len(<bytes>raw) > max_bytes:
@@ -782,7 +792,8 @@ def run(engine, list offsets, list values, list timestamps, result):
         if type(doc) is not dict:
             _slow(engine, touched, result, offsets[i], raw, timestamps, i)
             continue
-        # The event's own fields, with the parser's fast-path tests.
+        # The event's own fields: type tests, each a part of one of the parser's rules (an
+        # event that fails one takes the reference path, which says what is wrong).
         found = PyDict_GetItem(doc, "model")
         if found is NULL or type(<object>found) is not str or not <str>found:
             _slow(engine, touched, result, offsets[i], raw, timestamps, i)
@@ -793,23 +804,40 @@ def run(engine, list offsets, list values, list timestamps, result):
             _slow(engine, touched, result, offsets[i], raw, timestamps, i)
             continue
         layout = <Layout>found
-        ok = (layout.events + 1) % SWEEP_EVERY != 0  # sweeps: the reference path
-        ok = ok and PyDict_GetItem(doc, "schema_version") is NULL
-        ok = ok and PyDict_GetItem(doc, "segment") is NULL
+        ok = (layout.events + 1) % sweep_every != 0  # sweeps: the reference path
         if ok:
             found = PyDict_GetItem(doc, "event_id")
             ok = found is not NULL and type(<object>found) is str and len(<str>found) > 0
         if ok:
             found = PyDict_GetItem(doc, "model_version")
             ok = found is NULL or <object>found is None or type(<object>found) is str
+        # The rules that take more than a type test are the parser's own functions
+        # (detector.core.events): the same value, or the same InvalidEvent, on both paths.
+        # An event they refuse takes the reference path, which rejects it.
         ts_ms = -1
+        segment = None
         if ok:
             found = PyDict_GetItem(doc, "timestamp")
-            if found is not NULL and type(<object>found) is int:
-                ts_ms = PyLong_AsLongLongAndOverflow(<object>found, &overflow)
-                if overflow or ts_ms < 0 or ts_ms >= _MAX_EPOCH_MS:
-                    ts_ms = -1
-            ok = ts_ms >= 0
+            ok = found is not NULL
+            if ok:
+                try:
+                    stamp = <object>found
+                    if type(stamp) is str and stamp == last_stamp:
+                        ts_ms = last_stamp_ms  # the same string: the same conversion
+                    else:
+                        ts_ms = timestamp_ms(stamp)
+                        if type(stamp) is str:
+                            last_stamp = stamp
+                            last_stamp_ms = ts_ms
+                    found = PyDict_GetItem(doc, "schema_version")
+                    if found is not NULL:
+                        check_schema_version(<object>found)
+                    found = PyDict_GetItem(doc, "segment")
+                    if found is not NULL and <object>found is not None:
+                        segment = <object>found
+                        check_segment(segment)
+                except InvalidEvent:
+                    ok = False
         features = None
         if ok:
             found = PyDict_GetItem(doc, "features")
@@ -838,15 +866,18 @@ def run(engine, list offsets, list values, list timestamps, result):
             if found is not NULL and <object>found is not None:
                 label = <object>found
                 ok = layout.error is not None
-        # Every key a slot (usually the one at the same position), a value of its kind.
+        # Every key a slot (usually the one after the previous key's: the layout's order
+        # with any left-out features skipped), a value of its kind.
         if ok:
             layout.epoch += 1
             pos = 0
             p = 0
+            j = -1
             while PyDict_Next(features, &pos, &key_ptr, &value_ptr):
                 key = <object>key_ptr
-                if p < layout.slots and (key is layout.keys[p] or key == layout.keys[p]):
-                    j = p
+                j += 1
+                if j < layout.slots and (key is layout.keys[j] or key == layout.keys[j]):
+                    pass
                 else:
                     found = PyDict_GetItem(layout.index, key)
                     if found is NULL:
@@ -922,7 +953,7 @@ def run(engine, list offsets, list values, list timestamps, result):
             hits.sort(key=_hit_order)
             event = PredictionEvent(
                 doc["event_id"], model, doc.get("model_version"), ts_ms, features,
-                doc["prediction"], label,
+                doc["prediction"], label, segment,
             )
             detections = result.detections
             for _, _, name, hit in hits:

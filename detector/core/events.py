@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -91,24 +91,59 @@ def _diagnose(raw: bytes, error: str) -> InvalidEvent:
     return InvalidEvent("not_json", f"not valid JSON: {error[:200]}")
 
 
-def _timestamp_ms(value: Any) -> int:
-    if type(value) is int and 0 <= value < 253402300800000:
+#: Event times are from the epoch (0) up to, not including, 10000-01-01T00:00:00Z.
+MAX_EPOCH_MS = 253402300800000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def timestamp_ms(value: Any) -> int:
+    """An event's ``timestamp`` as epoch milliseconds, or InvalidEvent.
+
+    Epoch milliseconds (an int, or a float, truncated) or an RFC 3339 string with an
+    offset (``Z`` or ``+02:00``; fractions below a millisecond are dropped, exactly: no
+    float rounding), in [0, MAX_EPOCH_MS) either way. The one rule for both paths: the
+    reference parser and the compiled loop call it.
+    """
+    if type(value) is int and 0 <= value < MAX_EPOCH_MS:
         return value
-    if isinstance(value, bool):
-        raise InvalidEvent("wrong_type", "timestamp must be an RFC 3339 string or epoch ms")
-    if isinstance(value, int | float):
-        if not math.isfinite(value) or not 0 <= value < 253402300800000:
-            raise InvalidEvent("bad_timestamp", f"epoch milliseconds out of range: {value!r}")
-        return int(value)
-    if isinstance(value, str):
+    if type(value) is str:
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
             raise InvalidEvent("bad_timestamp", f"not an RFC 3339 time: {value[:64]!r}") from None
         if moment.tzinfo is None:
             raise InvalidEvent("bad_timestamp", f"RFC 3339 time lacks an offset: {value[:64]!r}")
-        return int(moment.timestamp() * 1000)
+        since = moment - _EPOCH  # exact: days, seconds and microseconds
+        ms = since.days * 86_400_000 + since.seconds * 1000 + since.microseconds // 1000
+        if 0 <= ms < MAX_EPOCH_MS:
+            return ms
+        raise InvalidEvent("bad_timestamp", f"RFC 3339 time out of range: {value[:64]!r}")
+    if isinstance(value, bool):
+        raise InvalidEvent("wrong_type", "timestamp must be an RFC 3339 string or epoch ms")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or not 0 <= value < MAX_EPOCH_MS:
+            raise InvalidEvent("bad_timestamp", f"epoch milliseconds out of range: {value!r}")
+        return int(value)
     raise InvalidEvent("wrong_type", "timestamp must be an RFC 3339 string or epoch ms")
+
+
+def check_schema_version(version: Any) -> None:
+    """``schema_version`` (when the event has one) must be 1; else InvalidEvent."""
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise InvalidEvent("unknown_schema_version", f"schema_version {version!r} is not 1")
+
+
+def check_segment(segment: Any) -> None:
+    """``segment`` (when the event has one, and not null) must be an object of strings;
+    else InvalidEvent. Its value is not used by detection today."""
+    if isinstance(segment, dict):
+        for value in segment.values():
+            if not isinstance(value, str):
+                break
+        else:
+            return
+    raise InvalidEvent("wrong_type", "'segment' must be an object of strings")
 
 
 def _required_str(doc: dict[str, Any], key: str) -> str:
@@ -149,9 +184,6 @@ def check_feature_types(features: dict[str, Any]) -> None:
                 )
 
 
-_MAX_EPOCH_MS = 253402300800000  # 10000-01-01
-
-
 def parse_event(
     value: bytes | None, max_bytes: int = 1_048_576, *, check_features: bool = True
 ) -> PredictionEvent:
@@ -168,40 +200,15 @@ def parse_event(
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise _diagnose(value, str(exc)) from None
-    # Fast path: the usual well-formed shape, recognised with exact type tests. Anything
-    # else takes the full path below, which says precisely what is wrong.
-    if type(doc) is dict and "schema_version" not in doc and "segment" not in doc:
-        event_id = doc.get("event_id")
-        model = doc.get("model")
-        timestamp = doc.get("timestamp")
-        features = doc.get("features")
-        prediction = doc.get("prediction")
-        model_version = doc.get("model_version")
-        if (
-            type(event_id) is str
-            and event_id
-            and type(model) is str
-            and model
-            and type(timestamp) is int
-            and 0 <= timestamp < _MAX_EPOCH_MS
-            and type(features) is dict
-            and (type(prediction) is float or type(prediction) is str)
-            and (model_version is None or type(model_version) is str)
-        ):
-            if check_features:
-                check_feature_types(features)
-            return PredictionEvent(
-                event_id, model, model_version, timestamp, features, prediction, doc.get("label")
-            )
-    return _parse_slow(doc, check_features)
+    return _parse_doc(doc, check_features)
 
 
-def _parse_slow(doc: Any, check_features: bool) -> PredictionEvent:
+def _parse_doc(doc: Any, check_features: bool) -> PredictionEvent:
+    """Validate a decoded event; the first problem found, in this order, is the reason."""
     if not isinstance(doc, dict):
         raise InvalidEvent("not_object", f"top level is a JSON {type(doc).__name__}, not an object")
-    version = doc.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION or isinstance(version, bool):
-        raise InvalidEvent("unknown_schema_version", f"schema_version {version!r} is not 1")
+    if "schema_version" in doc:
+        check_schema_version(doc["schema_version"])
     event_id = _required_str(doc, "event_id")
     model = _required_str(doc, "model")
     model_version = doc.get("model_version")
@@ -209,7 +216,7 @@ def _parse_slow(doc: Any, check_features: bool) -> PredictionEvent:
         raise InvalidEvent("wrong_type", "'model_version' must be a string")
     if "timestamp" not in doc:
         raise InvalidEvent("missing_field", "required field 'timestamp' is missing")
-    timestamp_ms = _timestamp_ms(doc["timestamp"])
+    ts = timestamp_ms(doc["timestamp"])
     features = doc.get("features")
     if features is None and "features" not in doc:
         raise InvalidEvent("missing_field", "required field 'features' is missing")
@@ -221,15 +228,13 @@ def _parse_slow(doc: Any, check_features: bool) -> PredictionEvent:
         raise InvalidEvent("missing_field", "required field 'prediction' is missing")
     prediction = _check_prediction(doc["prediction"])
     segment = doc.get("segment")
-    if segment is not None and (
-        not isinstance(segment, dict) or not all(isinstance(v, str) for v in segment.values())
-    ):
-        raise InvalidEvent("wrong_type", "'segment' must be an object of strings")
+    if segment is not None:
+        check_segment(segment)
     return PredictionEvent(
         event_id=event_id,
         model=model,
         model_version=model_version,
-        timestamp_ms=timestamp_ms,
+        timestamp_ms=ts,
         features=features,
         prediction=prediction,
         label=doc.get("label"),

@@ -25,19 +25,28 @@ def prediction_value(prediction: Any) -> float | int | str:
     """The watched value of a prediction: class probabilities are watched through their
     argmax (ties: the greatest class name)."""
     if isinstance(prediction, dict):
-        return max(prediction.items(), key=lambda item: (item[1], item[0]))[0]  # type: ignore[no-any-return]
+        return _argmax(prediction, checked=False)  # type: ignore[return-value]
     return prediction  # type: ignore[no-any-return]
+
+
+def _argmax(prediction: dict[str, Any], *, checked: bool) -> str | None:
+    """The class of the highest probability (ties: the greatest class name); with
+    ``checked``, None unless every probability is an int or a float. One loop: about four
+    times cheaper than ``max`` with a key function (docs/benchmarks.md)."""
+    best_name: str | None = None
+    best: Any = None
+    for name, prob in prediction.items():
+        if checked and type(prob) is not float and type(prob) is not int:
+            return None
+        if best_name is None or prob > best or (prob == best and name > best_name):
+            best_name, best = name, prob
+    return best_name
 
 
 def checked_argmax(prediction: dict[str, Any]) -> str | None:
     """``prediction_value`` of valid class probabilities; None if they are not valid
     (the full parser then says why)."""
-    if not prediction:
-        return None
-    for prob in prediction.values():
-        if type(prob) is not float and type(prob) is not int:
-            return None
-    return prediction_value(prediction)  # type: ignore[return-value]
+    return _argmax(prediction, checked=True)
 
 
 def is_error(prediction: object, label: object) -> bool:

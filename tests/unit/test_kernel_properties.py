@@ -27,7 +27,7 @@ import dataclasses
 import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ from kernel_support import Outcome, add_result, assert_same, run_batches
 
 from detector.config import DetectionSettings, DetectorSpec, FeatureSettings, ModelSettings
 from detector.core.engine import SWEEP_EVERY
-from detector.core.events import InvalidEvent, parse_event
+from detector.core.events import MAX_EPOCH_MS, InvalidEvent, parse_event
 from detector.core.records import BatchResult, InputRecord
 
 # -- settings ------------------------------------------------------------------------------
@@ -121,7 +121,7 @@ PREDICTIONS = ("float", "int", "str", "dict")
 LABELS = ("none", "binary", "bool", "str", "float", "mixed")
 CATEGORIES = ("a", "b", "c", "d", "ü", "日本", "")
 CLASSES = ("yes", "no", "maybe")
-MAX_MS = 253402300800000
+MAX_MS = MAX_EPOCH_MS
 #: Phases of a model's stream, in turn: base, more spread (numbers), more nulls and more
 #: wrong predictions, base again, shifted (numbers, categories, predictions).
 BASE, SPREAD, SHIFT = 0, 1, 3
@@ -149,7 +149,7 @@ class StreamPlan:
     p_kind_change: float
     p_new_feature: float
     p_malformed: float
-    p_odd: float  # events the compiled loop leaves to the reference path, but valid
+    p_odd: float  # valid events in less usual forms (see _Writer.oddity)
     start_ms: int
     step_ms: int
     p_backwards: float
@@ -372,9 +372,13 @@ class _Writer:
         return round(float(rng.normal(0.5, 1.0)), 3)
 
     def oddity(self, doc: dict[str, Any]) -> None:
-        """A valid event in a form the compiled loop leaves to the reference path."""
+        """A valid event in a less usual documented form: RFC 3339 times (``Z`` or an
+        offset, with or without fractions), float epoch milliseconds, segments, schema
+        versions, null or absent model versions. The compiled loop takes them all
+        (``tests/unit/test_fast_path_shapes.py`` proves it); here they are mixed into
+        every stream."""
         ts = doc["timestamp"]
-        what = int(self.rng.integers(7))
+        what = int(self.rng.integers(11))
         if what == 0:
             moment = datetime.fromtimestamp(ts / 1000, UTC)
             doc["timestamp"] = moment.isoformat(timespec="milliseconds")
@@ -388,8 +392,18 @@ class _Writer:
             doc["model_version"] = None
         elif what == 5:
             del doc["model_version"]
-        else:
+        elif what == 6:
             doc["segment"] = None
+        elif what == 7:  # an offset, no fraction: the event's time truncated to the second
+            zone = timezone(-timedelta(hours=3, minutes=30))  # "-03:30"
+            doc["timestamp"] = datetime.fromtimestamp(ts // 1000, zone).isoformat()
+        elif what == 8:  # "Z", microseconds
+            moment = datetime.fromtimestamp(ts // 1000, UTC) + timedelta(milliseconds=ts % 1000)
+            doc["timestamp"] = moment.isoformat(timespec="microseconds")[:-6] + "Z"
+        elif what == 9:
+            doc["segment"] = self.pick(({}, {"region": "eu", "tier": ""}, {"é": "日本"}))
+        else:
+            doc["schema_version"] = 1.0
 
     # -- malformed messages ------------------------------------------------------------
 
@@ -461,6 +475,8 @@ _MALFORMED: list[Callable[[dict[str, Any]], bytes | None]] = [
     _set("prediction", None),
     _set("timestamp", "yesterday"),
     _set("timestamp", "2026-01-01T00:00:00"),
+    _set("timestamp", "1969-12-31T23:59:59.999Z"),
+    _set("timestamp", "9999-12-31T23:59:59-01:00"),
     _set("timestamp", -1),
     _set("timestamp", MAX_MS),
     _set("timestamp", 1e300),
@@ -469,6 +485,8 @@ _MALFORMED: list[Callable[[dict[str, Any]], bytes | None]] = [
     _set("schema_version", True),
     _set("segment", {"region": 1}),
     _set("segment", "eu"),
+    _set("segment", {"region": None}),
+    _set("schema_version", 1.5),
     _feature([1]),
     _feature({"a": 1}),
     _token(b"NaN"),
