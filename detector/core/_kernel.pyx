@@ -876,9 +876,7 @@ def run(engine, list offsets, list values, list timestamps, result):
             while PyDict_Next(features, &pos, &key_ptr, &value_ptr):
                 key = <object>key_ptr
                 j += 1
-                if j < layout.slots and (key is layout.keys[j] or key == layout.keys[j]):
-                    pass
-                else:
+                if j >= layout.slots or not (key is layout.keys[j] or key == layout.keys[j]):
                     found = PyDict_GetItem(layout.index, key)
                     if found is NULL:
                         ok = False

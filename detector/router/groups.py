@@ -120,7 +120,7 @@ class Dispatcher:
         self.resolve_timeout_ms = resolve_timeout_ms
         self.max_alert_age_ms = max_alert_age_ms
         self.groups: dict[tuple[str, str], Group] = {}
-        self._routes = {r.key: r for r in _walk(route)}
+        self._routes = {r.key: r for r in route.walk()}
         self._tickets: dict[int, _Ticket] = {}
         self._next_ticket = 1
         self._dirty: set[tuple[str, str]] = set()
@@ -359,12 +359,6 @@ class Dispatcher:
             if not group.resolved and not group.alerts.keys() <= log.notified:
                 return True
         return False
-
-
-def _walk(route: Route) -> Iterable[Route]:
-    yield route
-    for child in route.routes:
-        yield from _walk(child)
 
 
 def _slot_key(slot: tuple[str, str]) -> bytes:

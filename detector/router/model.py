@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 #: Alert fields a route can match on and group by (all strings).
@@ -36,14 +35,6 @@ Status = Literal["firing", "resolved"]
 
 class InvalidAlert(ValueError):
     """An alert record the router cannot read (it goes to the router's dead-letter topic)."""
-
-
-def parse_rfc3339_ms(text: str) -> int:
-    """Epoch milliseconds of an RFC 3339 timestamp (``Z`` or an offset)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp without an offset: {text!r}")
-    return int(moment.timestamp() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +67,13 @@ class RoutedAlert:
         emitted = body.get("emitted_at")
         if not isinstance(emitted, str):
             raise InvalidAlert("emitted_at missing or not a string")
+        # Here, not at the top: the settings import this module, and `detector --help`
+        # must not load orjson (tests/unit/test_imports.py).
+        from detector.core.events import InvalidEvent, timestamp_ms
+
         try:
-            emitted_ms = parse_rfc3339_ms(emitted)
-        except ValueError:
+            emitted_ms = timestamp_ms(emitted)  # the event parser's rule, for alerts too
+        except InvalidEvent:
             raise InvalidAlert(f"emitted_at is not an RFC 3339 timestamp: {emitted!r}") from None
         labels: dict[str, str] = {}
         for name in LABEL_NAMES:

@@ -27,14 +27,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import structlog
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
+from detector.alerts import rfc3339
+from detector.core.records import InputRecord, Rejection
 from detector.kafka.changelog import read_latest
 from detector.kafka.clients import (
     admin_config,
@@ -42,6 +44,7 @@ from detector.kafka.clients import (
     idempotent_producer_config,
     reader_config,
 )
+from detector.kafka.deadletter import dead_letter
 from detector.kafka.output import (
     AtLeastOnceOutput,
     ChangelogEntry,
@@ -64,6 +67,9 @@ from detector.router.silences import SilenceSet
 log = structlog.get_logger()
 
 POLL_TIMEOUT_S = 0.2
+#: Unreadable alert records longer than this are cut in their dead letter (Kafka's default
+#: message.max.bytes; an alert is a few KB).
+MAX_DEAD_LETTER_BYTES = 1_048_576
 MAX_FAILED_CHECKPOINTS = 5
 PRUNE_INTERVAL_S = 60.0
 TOPIC_WAIT_LOG_S = 10.0
@@ -71,10 +77,6 @@ TOPIC_WAIT_LOG_S = 10.0
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def rfc3339_now() -> str:
-    return datetime.now(tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 #: ``client.id`` of the router's Kafka clients.
@@ -107,8 +109,6 @@ def ensure_router_topics(
             f"state topic {kafka.state!r} has {state} partitions but alert topic "
             f"{kafka.alert_topic!r} has {partitions}: they must match"
         )
-    from confluent_kafka.cimpl import NewTopic
-
     compact = {"cleanup.policy": "compact"}
     wanted = []
     if state is None:
@@ -371,28 +371,27 @@ class Router:
     # -- dead letters ---------------------------------------------------------------------
 
     def _dead_letter_record(self, message: Message, reason: str) -> None:
-        headers = [
-            ("reason", b"invalid_alert"),
-            ("detail", reason.encode("utf-8", "replace")),
-            ("original_topic", (message.topic() or "").encode()),
-            ("original_partition", str(message.partition()).encode()),
-            ("original_offset", str(message.offset()).encode()),
-            ("dead_lettered_at", rfc3339_now().encode()),
-        ]
+        """The record unchanged, with the sidecar's dead-letter headers (kafka.deadletter)."""
+        record = InputRecord(
+            message.topic() or "", message.partition() or 0, message.offset() or 0, message.value()
+        )
+        letter = dead_letter(
+            Rejection(record, "invalid_alert", reason), self._now_ms(), MAX_DEAD_LETTER_BYTES
+        )
         self._require_output().produce(
-            self.settings.kafka.dead_letter, message.value(), message.key(), headers
+            self.settings.kafka.dead_letter, letter.value, message.key(), letter.headers
         )
 
     def _dead_letter_notification(self, report: DeliveryReport) -> None:
         notification = report.notification
         outcome = report.outcome
-        record = dead_letter_record(notification, report)
+        record = dead_letter_record(notification, report, self._now_ms())
         headers = [
             ("reason", outcome.reason.encode()),
             ("receiver", notification.integration.receiver.encode()),
             ("integration", notification.integration.id.encode()),
             ("http_status", str(outcome.status or "").encode()),
-            ("dead_lettered_at", rfc3339_now().encode()),
+            ("dead_lettered_at", str(record["dead_lettered_at"]).encode()),
         ]
         key = notification.group_key.encode()
         self._require_output().produce(
@@ -516,7 +515,9 @@ def _emitted(alert: Any) -> str | None:
     return None if alert is None else str(alert.body.get("emitted_at"))
 
 
-def dead_letter_record(notification: Notification, report: DeliveryReport) -> dict[str, Any]:
+def dead_letter_record(
+    notification: Notification, report: DeliveryReport, now_ms: int
+) -> dict[str, Any]:
     """The router dead-letter record: what failed, where, and the alerts it covered."""
     outcome = report.outcome
     return {
@@ -532,5 +533,5 @@ def dead_letter_record(notification: Notification, report: DeliveryReport) -> di
         "group_labels": dict(notification.group_labels),
         "alert_ids": notification.alert_ids,
         "alerts": [dict(alert.body) for alert in notification.alerts],
-        "dead_lettered_at": rfc3339_now(),
+        "dead_lettered_at": rfc3339(now_ms),
     }

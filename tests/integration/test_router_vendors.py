@@ -23,10 +23,10 @@ from vendors import (
     notification,
 )
 
+from detector.alerts import rfc3339
 from detector.router.model import ACCEPTED, HttpRequest, Notification, Outcome
 from detector.router.notify import build_notifier
 from detector.router.notify.alertmanager import fingerprint
-from detector.router.notify.evidence import format_ms
 
 ROUTING_KEY = "0123456789abcdef0123456789abcdef"
 
@@ -356,7 +356,7 @@ class TestAlertmanager:
     def notification(
         self, am: AlertmanagerProcess, model: str, created_ms: int, **kwargs: Any
     ) -> Notification:
-        detected = format_ms(created_ms - 60_000)
+        detected = rfc3339(created_ms - 60_000)
         return notification(
             "alertmanager",
             am.alerts_url,
@@ -405,8 +405,8 @@ class TestAlertmanager:
         assert amount["annotations"]["evidence"].startswith('{"statistic":"mean"')
         for alert in stored:
             assert alert["status"]["state"] == "active"
-            assert alert["startsAt"] == format_ms(created - 60_000)
-            assert alert["endsAt"] == format_ms(created + 300_000)
+            assert alert["startsAt"] == rfc3339(created - 60_000)
+            assert alert["endsAt"] == rfc3339(created + 300_000)
             # the webhook notifier's fingerprint is Alertmanager's own
             assert alert["fingerprint"] == fingerprint(alert["labels"])
 

@@ -14,6 +14,7 @@ import pytest
 import vendors
 from vendors import AMOUNT_ID, COUNTRY_ID, CREATED_MS, amount_alert, country_alert, notification
 
+from detector.alerts import rfc3339
 from detector.router.model import (
     ACCEPTED,
     MAX_BODY_CHARS,
@@ -34,7 +35,6 @@ from detector.router.notify.alertmanager import fingerprint
 from detector.router.notify.evidence import (
     evidence_line,
     evidence_row,
-    format_ms,
     retry_after_seconds,
     title,
     window_text,
@@ -126,8 +126,8 @@ class TestEvidence:
         assert title(unversioned) == "[FIRING:1] fraud: drift"
 
     def test_format_ms(self) -> None:
-        assert format_ms(CREATED_MS) == "2026-11-26T10:06:00.000Z"
-        assert format_ms(CREATED_MS + 3) == "2026-11-26T10:06:00.003Z"
+        assert rfc3339(CREATED_MS) == "2026-11-26T10:06:00.000Z"
+        assert rfc3339(CREATED_MS + 3) == "2026-11-26T10:06:00.003Z"
 
     @pytest.mark.parametrize(
         ("value", "seconds"),

@@ -28,9 +28,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from detector.alerts import rfc3339
 from detector.router.model import Integration, Notification, RoutedAlert
 from detector.router.notify.base import JsonNotifier
-from detector.router.notify.evidence import compact_evidence, detected_ms, format_ms
+from detector.router.notify.evidence import compact_evidence, detected_ms
 
 ALERTNAME = "DriftDetected"
 
@@ -101,14 +102,14 @@ class AlertmanagerNotifier(JsonNotifier):
             ends_ms = notification.created_ms + notification.resolve_timeout_ms
         else:
             ends_ms = notification.created_ms
-        ends_at = format_ms(ends_ms)
+        ends_at = rfc3339(ends_ms)
         alerts: list[dict[str, Any]] = []
         for alert in notification.alerts:
             annotations = alert_annotations(alert, self.evidence_url)
             posted: dict[str, Any] = {
                 "labels": alert_labels(alert),
                 "annotations": annotations,
-                "startsAt": format_ms(min(detected_ms(alert), ends_ms)),
+                "startsAt": rfc3339(min(detected_ms(alert), ends_ms)),
                 "endsAt": ends_at,
             }
             if "evidence_url" in annotations:

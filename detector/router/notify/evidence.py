@@ -26,17 +26,17 @@ import re
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import orjson
 
+from detector.core.events import InvalidEvent, timestamp_ms
 from detector.router.model import (
     ACCEPTED,
     Notification,
     Outcome,
     RoutedAlert,
-    parse_rfc3339_ms,
     scrub,
 )
 
@@ -77,20 +77,14 @@ def one_line(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip()
 
 
-def format_ms(ms: int) -> str:
-    """RFC 3339 in UTC with milliseconds: ``2026-11-26T10:04:12.003Z``."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-
-
 def detected_ms(alert: RoutedAlert) -> int:
     """The alert's ``detected_at`` (event time of the trigger) in epoch ms; its
     ``emitted_at`` when ``detected_at`` is missing or unreadable."""
     raw = alert.body.get("detected_at")
     if isinstance(raw, str):
         try:
-            return parse_rfc3339_ms(raw)
-        except ValueError:
+            return timestamp_ms(raw)
+        except InvalidEvent:
             pass
     return alert.emitted_at_ms
 
@@ -361,7 +355,6 @@ __all__ = [
     "effect_text",
     "evidence_line",
     "evidence_row",
-    "format_ms",
     "headline",
     "one_line",
     "response_text",

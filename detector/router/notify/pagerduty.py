@@ -23,13 +23,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from detector.alerts import rfc3339
 from detector.router.model import Integration, Notification
 from detector.router.notify.base import JsonNotifier
 from detector.router.notify.evidence import (
     detected_ms,
     dumps,
     evidence_row,
-    format_ms,
     headline,
 )
 
@@ -76,7 +76,7 @@ class PagerDutyNotifier(JsonNotifier):
             ),
         }
         if alerts:
-            event_payload["timestamp"] = format_ms(min(detected_ms(a) for a in alerts))
+            event_payload["timestamp"] = rfc3339(min(detected_ms(a) for a in alerts))
         models = _joined(a.labels.get("model", "") for a in alerts)
         if models:
             event_payload["component"] = models

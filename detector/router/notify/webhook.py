@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from detector.alerts import rfc3339
 from detector.router.model import Integration, Notification
 from detector.router.notify.alertmanager import (
     alert_annotations,
@@ -27,7 +28,7 @@ from detector.router.notify.alertmanager import (
     fingerprint,
 )
 from detector.router.notify.base import JsonNotifier
-from detector.router.notify.evidence import detected_ms, format_ms
+from detector.router.notify.evidence import detected_ms
 
 VERSION = "4"
 #: Go's zero time, Alertmanager's ``endsAt`` of a firing alert.
@@ -54,7 +55,7 @@ class WebhookNotifier(JsonNotifier):
 
     def payload(self, notification: Notification) -> dict[str, Any]:
         status = notification.status
-        ends_at = ZERO_TIME if status == "firing" else format_ms(notification.created_ms)
+        ends_at = ZERO_TIME if status == "firing" else rfc3339(notification.created_ms)
         alerts: list[dict[str, Any]] = []
         for alert in notification.alerts:
             labels = alert_labels(alert)
@@ -63,7 +64,7 @@ class WebhookNotifier(JsonNotifier):
                     "status": status,
                     "labels": labels,
                     "annotations": alert_annotations(alert),
-                    "startsAt": format_ms(detected_ms(alert)),
+                    "startsAt": rfc3339(detected_ms(alert)),
                     "endsAt": ends_at,
                     "generatorURL": "",
                     "fingerprint": fingerprint(labels),
