@@ -8,8 +8,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# The compiled hot path is rebuilt whenever its source changes.
-$(STAMP): pyproject.toml setup.py detector/core/_kernel.pyx
+# The compiled core (setup.py's COMPILED: each module's .py and .pxd) is rebuilt whenever
+# its source changes.
+CORE_SOURCES := $(foreach m,values events detectors trackers engine,detector/core/$(m).py detector/core/$(m).pxd)
+
+$(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[broker,dev]'

@@ -3,11 +3,19 @@
 One :class:`PartitionDetectors` holds every detector fed by one input partition, grouped by
 model and feature. Its changelog form is one entry per model (see :mod:`detector.core.state`).
 
-Events are processed one at a time, in offset order. The compiled loop
-(:func:`detector.core._kernel.run`) takes every event whose shape it recognises (only the
-model's known features, with the kinds they had before, in any order) and hands any other
-event to :meth:`PartitionDetectors._process_one`, the readable reference path, which does
-the full validation, admission and registration of new features.
+Every event takes the same path, one at a time, in offset order:
+
+1. **parse** (:func:`detector.core.events.parse_event`): invalid events are rejections;
+2. **admit**: check the model's limits and each feature's kind, register new features
+   (:meth:`PartitionDetectors._admit`). The model's :class:`Layout` remembers what was
+   admitted: an event with only known features, with values of the kinds seen before, in
+   any key order, is recognised by it in one pass and needs no admission;
+3. **feed** every tracker of the model (:meth:`PartitionDetectors._feed`), in the order
+   the features were registered: the missing-rate tracker, then the value tracker;
+4. **sweep** features not seen for ``feature_ttl_s``, every SWEEP_EVERY events of a model.
+
+The module is compiled (Cython's pure-Python mode, C types in ``engine.pxd``) and runs as
+plain Python too, with the same results (the tests run both).
 """
 
 from __future__ import annotations
@@ -15,74 +23,30 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detector.core import _kernel
-from detector.core._kernel import CategoricalTracker, NumericTracker, RateTracker
-from detector.core.events import (
-    InvalidEvent,
-    PredictionEvent,
-    check_feature_types,
-    parse_event,
-)
+import numpy as np
+
+from detector.core.events import InvalidEvent, PredictionEvent, check_feature_types, parse_event
 from detector.core.hits import Hit
 from detector.core.records import BatchResult, Detection, InputRecord, Rejection
 from detector.core.settings import DetectionSettings
 from detector.core.state import StateFormatError, decode_model, encode_model
+from detector.core.trackers import CategoricalTracker, NumericTracker, RateTracker, _restore
 from detector.core.values import categorical, is_error, kind_of, prediction_value
 
 PREDICTION = "__prediction__"
 ERROR = "__error__"
 
-_MAX_SIGNATURES = 256
 #: Stale features are swept every this many admitted events of a model, and every this
 #: many events refused for lack of room for a new feature.
 SWEEP_EVERY = 1024
 REFUSED_SWEEP_EVERY = 256
 
-
-class FeatureMonitor:
-    """Missing rate plus value drift of one feature of one model."""
-
-    __slots__ = ("fingerprint", "kind", "last_seen_ms", "missing", "values")
-
-    def __init__(
-        self, settings: DetectionSettings, model: str, name: str, kind: str | None
-    ) -> None:
-        spec = settings.feature_detector(model, name)
-        self.fingerprint = _fingerprint(settings, model, name)
-        self.kind = kind
-        self.last_seen_ms = 0
-        self.missing = RateTracker(spec, settings, "missing_rate")
-        self.values: NumericTracker | CategoricalTracker | None = None
-
-    def ensure_values(self, settings: DetectionSettings, model: str, name: str) -> None:
-        if self.values is None and self.kind is not None:
-            spec = settings.feature_detector(model, name)
-            drift_type = "prediction" if name == PREDICTION else None
-            tracker = NumericTracker if self.kind == "numeric" else CategoricalTracker
-            self.values = tracker(spec, settings, drift_type)
-
-    @property
-    def detector_count(self) -> int:
-        values = self.values
-        if values is None:
-            return 1
-        if isinstance(values, NumericTracker):
-            return 3
-        return 1 + max(1, len(values.detectors))
-
-
-class ModelState:
-    """All monitors of one model on one partition."""
-
-    def __init__(self) -> None:
-        self.features: dict[str, FeatureMonitor] = {}
-        self.signatures: set[tuple[tuple[str, ...], tuple[type, ...]]] = set()
-        self.prediction_kind: str | None = None
-        self.prediction: FeatureMonitor | None = None
-        self.error: RateTracker | None = None
-        self.latest_ms = 0
-        self.events = 0
-        self.refused = 0
+# What a layout slot takes (Layout.kinds).
+IGNORED = 0  # an ignored feature: any scalar value, not fed
+NUMERIC = 1
+CATEGORICAL = 2
+NULL_ONLY = 3  # only nulls seen so far: a value needs admission (it sets the kind)
+CONFIGURED = 4  # configured categorical: numbers are categories too
 
 
 def _fingerprint(settings: DetectionSettings, model: str, name: str) -> str:
@@ -94,24 +58,245 @@ def _fingerprint(settings: DetectionSettings, model: str, name: str) -> str:
     )
 
 
+class FeatureMonitor:
+    """Missing rate plus value drift of one feature of one model. The value tracker exists
+    once the feature's kind is known (a feature seen only as null has none)."""
+
+    fingerprint: str
+    kind: str | None
+    last_seen_ms: int
+    missing: RateTracker
+    values: NumericTracker | CategoricalTracker | None
+
+    def __init__(
+        self, settings: DetectionSettings, model: str, name: str, kind: str | None
+    ) -> None:
+        self.fingerprint = _fingerprint(settings, model, name)
+        self.last_seen_ms = 0
+        self.missing = RateTracker(settings.feature_detector(model, name), settings, "missing_rate")
+        self.kind = None
+        self.values = None
+        if kind is not None:
+            self.set_kind(settings, model, name, kind)
+
+    def set_kind(self, settings: DetectionSettings, model: str, name: str, kind: str) -> None:
+        """The feature's first non-null value told its kind: track its values."""
+        spec = settings.feature_detector(model, name)
+        drift_type = "prediction" if name == PREDICTION else None
+        self.kind = kind
+        if kind == "numeric":
+            self.values = NumericTracker(spec, settings, drift_type)
+        else:
+            self.values = CategoricalTracker(spec, settings, drift_type)
+
+    @property
+    def detector_count(self) -> int:
+        values = self.values
+        if values is None:
+            return 1
+        if isinstance(values, NumericTracker):
+            return 3
+        assert isinstance(values, CategoricalTracker)
+        return 1 + max(1, len(values.detectors))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "kind": self.kind,
+            "last_seen_ms": self.last_seen_ms,
+            "missing": self.missing,
+            "values": self.values,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.fingerprint = state["fingerprint"]
+        self.kind = state["kind"]
+        self.last_seen_ms = state["last_seen_ms"]
+        self.missing = state["missing"]
+        self.values = state["values"]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (FeatureMonitor, self.__getstate__()))
+
+
+class ModelState:
+    """All monitors of one model on one partition."""
+
+    features: dict[str, FeatureMonitor]
+    prediction_kind: str | None
+    prediction: FeatureMonitor | None
+    error: RateTracker | None
+    latest_ms: int
+    events: int
+    refused: int
+
+    def __init__(self) -> None:
+        self.features = {}
+        self.prediction_kind = None
+        self.prediction = None
+        self.error = None
+        self.latest_ms = 0
+        self.events = 0
+        self.refused = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "features": self.features,
+            "prediction_kind": self.prediction_kind,
+            "prediction": self.prediction,
+            "error": self.error,
+            "latest_ms": self.latest_ms,
+            "events": self.events,
+            "refused": self.refused,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.features = state["features"]
+        self.prediction_kind = state["prediction_kind"]
+        self.prediction = state["prediction"]
+        self.error = state["error"]
+        self.latest_ms = state["latest_ms"]
+        self.events = state["events"]
+        self.refused = state["refused"]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (ModelState, self.__getstate__()))
+
+
+def _slot_kind(monitor: FeatureMonitor, configured: str | None) -> int:
+    if monitor.kind is None:
+        return NULL_ONLY
+    if monitor.kind == "numeric":
+        return NUMERIC
+    return CONFIGURED if configured == "categorical" else CATEGORICAL
+
+
+def _fits(kind: int, value: object) -> bool:
+    """Whether a slot of this kind takes the value as it stands (no admission needed)."""
+    t = type(value)
+    if value is None:
+        return True
+    if kind == NUMERIC:
+        return t is float or t is int
+    if kind == CATEGORICAL:
+        return t is str or t is bool
+    if kind == CONFIGURED or kind == IGNORED:  # noqa: SIM109 (C ints: two compares)
+        return t is str or t is float or t is int or t is bool
+    return False
+
+
+class Layout:
+    """What admission has settled for one model, as slots an event can be matched against
+    in one pass: first the keys of the event last admitted, in its order (so the usual
+    event matches slot by slot), then the model's other features. An event matches when
+    every key is a slot taking its value (:func:`_fits`), its prediction has the model's
+    kind, and a label finds the error-rate tracker; then admission would change nothing.
+    Not state: rebuilt by the next admission."""
+
+    def __init__(
+        self, model: str, state: ModelState, features: dict[str, Any], settings: DetectionSettings
+    ) -> None:
+        known = state.features
+        rank_of = {name: i for i, name in enumerate(known)}
+        self.model = model
+        self.state = state
+        self.keys = list(features) + [name for name in known if name not in features]
+        self.index = {key: j for j, key in enumerate(self.keys)}
+        self.slots = len(self.keys)
+        self.kinds = np.zeros(self.slots, dtype=np.intc)
+        self.ranks = np.zeros(self.slots, dtype=np.intp)
+        self.order = np.zeros(self.slots, dtype=np.intp)
+        self.stamp = np.zeros(self.slots, dtype=np.int64)
+        self.epoch = 0
+        self.monitors: list[FeatureMonitor | None] = []
+        for j, key in enumerate(self.keys):
+            monitor = known.get(key)
+            self.monitors.append(monitor)
+            if monitor is None:  # only ignored features are not registered
+                self.kinds[j] = IGNORED
+                continue
+            self.kinds[j] = _slot_kind(monitor, settings.feature_kind(model, key))
+            self.ranks[j] = rank_of[key]
+        prediction = state.prediction
+        assert prediction is not None and prediction.kind is not None
+        self.prediction = prediction
+        self.prediction_numeric = prediction.kind == "numeric"
+        self.prediction_rank = len(known)
+        self.error = state.error
+        self.processed = 0
+
+    def admits(self, event: PredictionEvent) -> bool:
+        """Whether admission would change nothing for this event (then ``order`` maps its
+        keys, in its order, to slots, and ``stamp`` marks the slots it has)."""
+        prediction = event.prediction
+        t = type(prediction)
+        if self.prediction_numeric:
+            if t is not float and t is not int:
+                return False
+        elif t is not str and t is not dict and t is not bool:
+            return False
+        if event.label is not None and self.error is None:
+            return False
+        features = event.features
+        if len(features) > self.slots:
+            return False
+        self.epoch += 1
+        p = 0
+        j = -1
+        for key, value in features.items():
+            j += 1
+            if j >= self.slots or not (key is self.keys[j] or key == self.keys[j]):
+                found = self.index.get(key)
+                if found is None:
+                    return False
+                j = found
+            if not _fits(self.kinds[j], value):
+                return False
+            self.order[p] = j
+            self.stamp[j] = self.epoch
+            p += 1  # noqa: SIM113 (a C index, no iterator)
+        return True
+
+    def flush(self, engine: PartitionDetectors, result: BatchResult) -> None:
+        """Count this layout's events of the batch, and mark the model for the snapshot."""
+        if self.processed:
+            processed = result.processed
+            processed[self.model] = processed.get(self.model, 0) + self.processed
+            engine._dirty.add(self.model)
+            self.processed = 0
+
+
+def _add(hits: list[Any] | None, rank: int, sub: int, name: str, hit: Hit) -> list[Any]:
+    if hits is None:
+        hits = []
+    hits.append((rank, sub, name, hit))
+    return hits
+
+
+def _hit_order(item: tuple[Any, ...]) -> tuple[int, int]:
+    return item[0], item[1]
+
+
 class PartitionDetectors:
     """All detectors fed by one input partition."""
 
-    def __init__(
-        self, settings: DetectionSettings, topic: str, partition: int, *, reference: bool = False
-    ) -> None:
-        """``reference=True`` takes the readable per-event path for every event, never the
-        compiled loop: the same results, slower (tests compare the two)."""
+    settings: DetectionSettings
+    topic: str
+    partition: int
+    models: dict[str, ModelState]
+    #: Events that needed admission (their model's layout did not take them): a model's
+    #: first event, new features or kinds, a first label, and events admission refused.
+    full_admissions: int
+
+    def __init__(self, settings: DetectionSettings, topic: str, partition: int) -> None:
         self.settings = settings
-        self.reference = reference
         self.topic = topic
         self.partition = partition
-        self.models: dict[str, ModelState] = {}
-        #: The compiled loop's view of each model's usual event shape (not state: rebuilt
-        #: from the next event the reference path admits).
-        self._layouts: dict[str, _kernel.Layout] = {}
+        self.models = {}
+        self._layouts: dict[str, Layout] = {}
         self._dirty: set[str] = set()
         self._max_bytes = 1 << 62
+        self.full_admissions = 0
 
     def set_max_message_bytes(self, limit: int) -> None:
         self._max_bytes = limit
@@ -136,90 +321,143 @@ class PartitionDetectors:
         ``timestamps`` (Kafka record times) are only carried into rejections.
 
         Every event is fed to its model's trackers before the next one is looked at, so the
-        result does not depend on how the stream is cut into batches. Stale features are
-        swept at exact events: every SWEEP_EVERY processed events of a model, and when a new
-        feature would exceed max_features_per_model.
+        result does not depend on how the stream is cut into batches.
         """
+        if len(values) != len(offsets) or (
+            timestamps is not None and len(timestamps) != len(offsets)
+        ):
+            raise ValueError("offsets, values and timestamps must have the same length")
         result = BatchResult()
-        stamps = None if timestamps is None else list(timestamps)
-        if self.reference:
-            for i, (offset, value) in enumerate(zip(offsets, values, strict=True)):
-                self._process_one(offset, value, None if stamps is None else stamps[i], result)
-        else:
-            _kernel.run(self, _as_list(offsets), _as_list(values), stamps, result)
+        touched: list[Layout] = []
+        for i in range(len(offsets)):
+            self._event(offsets[i], values[i], timestamps, i, result, touched)
+        for layout in touched:
+            layout.flush(self, result)
         return result
 
-    def _process_one(
-        self, offset: int, value: bytes | None, timestamp: int | None, result: BatchResult
+    def _event(
+        self,
+        offset: int,
+        raw: bytes | None,
+        timestamps: Sequence[int | None] | None,
+        index: int,
+        result: BatchResult,
+        touched: list[Layout],
     ) -> None:
-        """The reference path for one event: parse, admit, feed. Called by the compiled
-        loop for every event it does not take itself."""
+        """Parse, admit and feed one event."""
         try:
-            event = parse_event(value, self._max_bytes, check_features=False)
-            self._layouts.pop(event.model, None)
-            state = self._admit(event, result)
+            event = parse_event(raw, self._max_bytes, check_features=False)
         except InvalidEvent as exc:
-            record = InputRecord(self.topic, self.partition, offset, value, timestamp)
-            result.rejections.append(Rejection(record, exc.reason, exc.detail))
+            self._reject(offset, raw, timestamps, index, exc, result)
             return
-        model = event.model
-        hits: list[tuple[str, Hit]] = []
-        features = event.features
-        ts = event.timestamp_ms
-        for name, monitor in state.features.items():
-            self._feed(model, name, monitor, features.get(name), ts, hits)
-        prediction = prediction_value(event.prediction)
-        if state.prediction is None:
-            state.prediction = FeatureMonitor(
-                self.settings, model, PREDICTION, state.prediction_kind
-            )
-        self._feed(model, PREDICTION, state.prediction, prediction, ts, hits)
-        if event.label is not None:
-            if state.error is None:
-                spec = self.settings.feature_detector(model, ERROR)
-                state.error = RateTracker(spec, self.settings, "error_rate")
-            for hit in state.error.update((is_error(prediction, event.label),)):
-                hits.append((ERROR, hit))
-        for name, hit in hits:
-            result.detections.append(self._detection(model, name, offset, event, hit))
-        result.processed[model] = result.processed.get(model, 0) + 1
-        self._dirty.add(model)
-        state.events += 1
-        if state.events % SWEEP_EVERY == 0:
-            result.expired += self._expire(model, state, state.latest_ms)
-        if model in self.models:
-            self._layouts[model] = _kernel.Layout(model, state, features, self.settings)
+        layout = self._layouts.get(event.model)
+        if layout is None or not layout.admits(event):
+            self.full_admissions += 1
+            try:
+                state = self._admit(event, result)
+            except InvalidEvent as exc:
+                self._reject(offset, raw, timestamps, index, exc, result)
+                return
+            layout = Layout(event.model, state, event.features, self.settings)
+            self._layouts[event.model] = layout
+            if not layout.admits(event):
+                raise AssertionError(f"admitted event not taken by its layout at offset {offset}")
+        if layout.processed == 0:
+            touched.append(layout)
+        self._feed(layout, event, offset, index, result)
+
+    def _reject(
+        self,
+        offset: int,
+        raw: bytes | None,
+        timestamps: Sequence[int | None] | None,
+        index: int,
+        exc: InvalidEvent,
+        result: BatchResult,
+    ) -> None:
+        stamp = None if timestamps is None else timestamps[index]
+        record = InputRecord(self.topic, self.partition, offset, raw, stamp)
+        result.rejections.append(Rejection(record, exc.reason, exc.detail))
 
     def _feed(
-        self,
-        model: str,
-        name: str,
-        monitor: FeatureMonitor,
-        value: Any,
-        timestamp_ms: int,
-        hits: list[tuple[str, Hit]],
+        self, layout: Layout, event: PredictionEvent, offset: int, index: int, result: BatchResult
     ) -> None:
-        missing = value is None
-        for hit in monitor.missing.update((missing,)):
-            hits.append((name, hit))
-        if missing:
-            return
-        monitor.last_seen_ms = timestamp_ms
-        monitor.ensure_values(self.settings, model, name)
-        values = monitor.values
-        if values is None:
-            return
-        if isinstance(values, NumericTracker):
-            found = values.update((float(value),))
+        """Feed every tracker of the model (the layout has just admitted the event)."""
+        state = layout.state
+        ts = event.timestamp_ms
+        hits: list[Any] | None = None
+        p = 0
+        for key, value in event.features.items():
+            j = layout.order[p]
+            p += 1
+            kind = layout.kinds[j]
+            if kind == IGNORED:
+                continue
+            monitor = layout.monitors[j]
+            hit = monitor.missing.flag(value is None, index)
+            if hit is not None:
+                hits = _add(hits, layout.ranks[j], 0, key, hit)
+            if value is None:
+                continue
+            monitor.last_seen_ms = ts
+            if kind == NUMERIC:
+                numbers = monitor.values
+                hit = numbers.number(value, index)
+            else:
+                categories = monitor.values
+                hit = categories.category(
+                    value if type(value) is str else categorical(value), index
+                )
+            if hit is not None:
+                hits = _add(hits, layout.ranks[j], 1, key, with_missing_rates(hit, monitor))
+        if p < layout.slots:  # features the event left out are missing
+            epoch = layout.epoch
+            for j in range(layout.slots):
+                kind = layout.kinds[j]
+                if layout.stamp[j] != epoch and kind != IGNORED:
+                    monitor = layout.monitors[j]
+                    hit = monitor.missing.flag(True, index)  # type: ignore[union-attr]
+                    if hit is not None:
+                        hits = _add(hits, layout.ranks[j], 0, layout.keys[j], hit)
+        monitor = layout.prediction
+        monitor.last_seen_ms = ts
+        hit = monitor.missing.flag(False, index)
+        if hit is not None:
+            hits = _add(hits, layout.prediction_rank, 0, PREDICTION, hit)
+        watched = prediction_value(event.prediction)
+        if layout.prediction_numeric:
+            numbers = monitor.values
+            hit = numbers.number(watched, index)  # type: ignore[union-attr, arg-type]
         else:
-            found = values.update((categorical(value),))
-        if found:
-            hits.extend((name, with_missing_rates(hit, monitor)) for hit in found)
+            categories = monitor.values
+            hit = categories.category(categorical(watched), index)  # type: ignore[union-attr]
+        if hit is not None:
+            hits = _add(
+                hits, layout.prediction_rank, 1, PREDICTION, with_missing_rates(hit, monitor)
+            )
+        label = event.label
+        if label is not None:
+            error = layout.error
+            hit = error.flag(is_error(watched, label), index)  # type: ignore[union-attr]
+            if hit is not None:
+                hits = _add(hits, layout.prediction_rank + 1, 0, ERROR, hit)
+        state.events += 1
+        if ts > state.latest_ms:
+            state.latest_ms = ts
+        layout.processed += 1
+        if hits is not None:
+            hits.sort(key=_hit_order)
+            for item in hits:
+                result.detections.append(self._detection(item[2], offset, event, item[3]))
+        if state.events % SWEEP_EVERY == 0:
+            result.expired += self._expire(event.model, state, state.latest_ms)
 
     def _admit(self, event: PredictionEvent, result: BatchResult) -> ModelState:
-        """Check limits and feature kinds; register new features. Raises InvalidEvent."""
+        """Check limits and feature kinds; register new features, the prediction's monitor
+        and, at a first label, the error-rate tracker. Raises InvalidEvent."""
         settings = self.settings
-        state = self.models.get(event.model)
+        model = event.model
+        state = self.models.get(model)
         if state is None:
             if len(self.models) >= settings.max_models:
                 raise InvalidEvent(
@@ -236,12 +474,8 @@ class PartitionDetectors:
                 f"prediction was {state.prediction_kind}, this event has a {kind} value",
             )
         features = event.features
-        signature = (tuple(features), tuple(map(type, features.values())))
-        if signature in state.signatures:
-            state.latest_ms = max(state.latest_ms, event.timestamp_ms)
-            return state
         check_feature_types(features)
-        ignored = settings.ignored(event.model)
+        ignored = settings.ignored(model)
         known = state.features
         new: dict[str, str | None] = {}
         changes: dict[str, str] = {}
@@ -255,7 +489,7 @@ class PartitionDetectors:
                     new[name] = None
                 continue
             value_kind = kind_of(value)
-            configured = settings.feature_kind(event.model, name)
+            configured = settings.feature_kind(model, name)
             if configured == "categorical":
                 value_kind = "categorical"
             elif configured == "numeric" and value_kind != "numeric":
@@ -278,11 +512,11 @@ class PartitionDetectors:
             # it, features not seen for the TTL are forgotten, here, at this event. (Not at
             # every refusal, which would make hostile input cost a sweep per event.)
             state.refused += 1
-            if event.model in self.models:
-                self._dirty.add(event.model)  # the refusal count is state: checkpoint it
+            if model in self.models:
+                self._dirty.add(model)  # the refusal count is state: checkpoint it
             if state.refused % REFUSED_SWEEP_EVERY == 1:
                 now_ms = max(state.latest_ms, event.timestamp_ms)
-                expired = self._expire(event.model, state, now_ms)
+                expired = self._expire(model, state, now_ms)
                 if expired:
                     result.expired += expired
                     return self._admit(event, result)
@@ -292,15 +526,16 @@ class PartitionDetectors:
             )
         if state.prediction_kind is None:
             state.prediction_kind = kind
-        for name, value_kind in new.items():
-            known[name] = FeatureMonitor(settings, event.model, name, value_kind)
-        for name, value_kind in changes.items():
-            known[name].kind = value_kind
-        if len(state.signatures) >= _MAX_SIGNATURES:
-            state.signatures.clear()
-        state.signatures.add(signature)
-        state.latest_ms = max(state.latest_ms, event.timestamp_ms)
-        self.models.setdefault(event.model, state)
+        if state.prediction is None:
+            state.prediction = FeatureMonitor(settings, model, PREDICTION, state.prediction_kind)
+        if event.label is not None and state.error is None:
+            spec = settings.feature_detector(model, ERROR)
+            state.error = RateTracker(spec, settings, "error_rate")
+        for name, new_kind in new.items():
+            known[name] = FeatureMonitor(settings, model, name, new_kind)
+        for name, changed_kind in changes.items():
+            known[name].set_kind(settings, model, name, changed_kind)
+        self.models.setdefault(model, state)
         return state
 
     def _expire(self, model: str, state: ModelState, now_ms: int) -> int:
@@ -314,15 +549,13 @@ class PartitionDetectors:
         for name in stale:
             del state.features[name]
         if stale:
-            state.signatures.clear()
             self._layouts.pop(model, None)
             self._dirty.add(model)  # even when the event that swept is refused
         return len(stale)
 
-    def _detection(
-        self, model: str, feature: str, offset: int, event: PredictionEvent, hit: Hit
-    ) -> Detection:
+    def _detection(self, feature: str, offset: int, event: PredictionEvent, hit: Hit) -> Detection:
         settings = self.settings
+        model = event.model
         effect = hit.effect
         severity = "critical" if effect is None or effect >= settings.critical_effect else "warning"
         evidence = dict(hit.evidence)
@@ -385,7 +618,6 @@ class PartitionDetectors:
         self._layouts.clear()
         reset = 0
         for model, state in self.models.items():
-            state.signatures.clear()
             ignored = settings.ignored(model)
             for name in list(state.features):
                 monitor = state.features[name]
@@ -395,12 +627,18 @@ class PartitionDetectors:
                 elif monitor.fingerprint != _fingerprint(settings, model, name):
                     state.features[name] = FeatureMonitor(settings, model, name, monitor.kind)
                     reset += 1
+                elif monitor.kind is not None and monitor.values is None:
+                    monitor.set_kind(settings, model, name, monitor.kind)  # format 3 state
             prediction = state.prediction
             if prediction is not None and prediction.fingerprint != _fingerprint(
                 settings, model, PREDICTION
             ):
                 state.prediction = FeatureMonitor(settings, model, PREDICTION, prediction.kind)
                 reset += 1
+            elif (
+                prediction is not None and prediction.kind is not None and prediction.values is None
+            ):
+                prediction.set_kind(settings, model, PREDICTION, prediction.kind)
         return reset
 
     @property
@@ -419,10 +657,6 @@ def with_missing_rates(hit: Hit, monitor: FeatureMonitor) -> Hit:
     hit.evidence["reference"]["missing_rate"] = _rate(ref_missing)
     hit.evidence["current"]["missing_rate"] = _rate(cur_missing)
     return hit
-
-
-def _as_list(items: Sequence[Any]) -> list[Any]:
-    return items if type(items) is list else list(items)
 
 
 def _rate(value: float | None) -> float | None:

@@ -1,6 +1,6 @@
-"""What a tracker reports when one of its detectors fires, built the same way by every
-tracker implementation (the reference in :mod:`detector.core.trackers` and the compiled
-one in :mod:`detector.core._kernel`), so that both give identical alerts.
+"""What a tracker reports when one of its detectors fires: the hit, its evidence and
+effect sizes, and the once-per-change bookkeeping (:class:`Rearm`), for the trackers of
+:mod:`detector.core.trackers` (and their oracle in the tests).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 FeatureKind = Literal["numeric", "categorical"]
 
 #: The River drift detectors (``river.drift``) that accept real-valued input, by the name
-#: used in config files. :data:`detector.core.detectors.KNOWN_DETECTORS` maps each to its
+#: used in config files. :func:`detector.core.detectors.river_class` maps each to its
 #: class; kept here as names so that validating a config does not import River.
 DETECTOR_NAMES: tuple[str, ...] = ("ADWIN", "PageHinkley", "KSWIN")
 

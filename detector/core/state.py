@@ -1,39 +1,49 @@
 """The changelog format of detector state: one versioned, self-describing entry per model.
 
-An entry (format version 3) is::
+An entry (format version 4) is::
 
-    b"DDST"  version byte (3)  length byte n  River's version (n ASCII bytes)  pickle
+    b"DDST"  version byte (4)  length byte n  River's version (n ASCII bytes)  pickle
 
 The pickle (protocol 5) holds the model's :class:`~detector.core.engine.ModelState`: its
-trackers (compiled, :mod:`detector.core._kernel`), River's detector objects, numpy arrays
-and plain containers. River's objects are kept as River objects, so restored state is River
-state.
+feature monitors and trackers (:mod:`detector.core.trackers`, each pickled as
+``_restore(class, state dict)``), the detectors (:class:`~detector.core.detectors.Adwin`,
+the native port of River's ADWIN, as its parameters and window; other detectors as River's
+own objects), numpy arrays and plain containers.
 
-**Reading is safe.** Entries are read by a restricted unpickler, not ``pickle.loads``: the
-choice over an explicit encoding, because it keeps River's own state (a Rust object for
-ADWIN) River's business and is the smaller change. It resolves exactly the globals in
-:data:`ALLOWED` (the classes and functions real state holds, listed by pickling the state
-of every detector kind the config allows; ``tests/unit/test_state_format.py`` keeps the
-list exact) and refuses any other with :class:`StateFormatError`, naming the model and the
-global, without importing or calling it. The callables that could be misused with other
-arguments are wrapped: ``getattr`` only gives PageHinkley's drift tests, ``type`` only
-``type(None)``, numpy's reconstructors only build 1-D float64/int64 arrays and scalars (from
-the canonical dtypes, never a dtype built from the entry), and a tracker can only be built
-from a state dictionary. After loading, the whole model state is checked
-(:func:`_check_model`): exact types everywhere, and every value the compiled trackers
-index memory with in range, since they do so without bounds checks. Whoever can write the
-changelog topic can still make a restore fail (the sidecar then stops, exit code 3), but
-cannot run code in the sidecar.
+**Reading is safe.** Entries are read by a restricted unpickler, not ``pickle.loads``: it
+resolves exactly the globals in the table of the entry's format version (:data:`ALLOWED`
+for version 4, :data:`ALLOWED_LEGACY` for versions 2 and 3; the classes and functions real
+state holds, listed by pickling the state of every detector kind the config allows;
+``tests/unit/test_state_format.py`` keeps the list exact) and refuses any other with
+:class:`StateFormatError`, naming the model and the global, without importing or calling
+it. The callables that could be misused with other arguments are wrapped: ``getattr`` only
+gives PageHinkley's drift tests, numpy's reconstructors only build 1-D float64/int64 arrays
+and scalars (from the canonical dtypes, never a dtype built from the entry), a tracker or
+monitor can only be built from a state dictionary, and ADWIN only from its validated
+parameters. After loading, the whole model state is checked (:func:`_check_model`): exact
+types everywhere, and every value the compiled code indexes memory with in range (bucket
+row lengths, ring heads, category codes), since it does so without bounds checks. Whoever
+can write the changelog topic can still make a restore fail (the sidecar then stops, exit
+code 3), but cannot run code in the sidecar.
 
-**Upgrades keep the changelog.** Each entry records the River version that wrote it. River
-state is read by the River minor series that wrote it (``0.26.x`` reads ``0.26.x``);
-:data:`RIVER_UPGRADES` lists other (written, running) pairs once a fixture test proves
-them, and any other entry is refused with :class:`StateFormatError` naming both versions.
-Version 2 entries (before River's version was recorded; the same pickle with settings
-classes under ``detector.config``) are migrated on read: :data:`ALLOWED` maps their names to
-where the classes live now, and the next checkpoint writes them as version 3. A release
-that moves a class keeps its old name in :data:`ALLOWED`; one that changes what a tracker
-or the model state holds updates :func:`_check_model` and migrates older entries.
+**Upgrades keep the changelog.** Each entry records the River version that wrote it. State
+holding River objects (PageHinkley, KSWIN) is read by the River minor series that wrote it
+(``0.26.x`` reads ``0.26.x``); :data:`RIVER_UPGRADES` lists other (written, running) pairs
+once a fixture test proves them, and any other entry holding River objects is refused with
+:class:`StateFormatError` naming both versions. State without River objects (the default
+ADWIN detectors are native since format 4) restores under any River version.
+
+Older formats are migrated on read, and the next checkpoint writes them as version 4:
+
+* **3** (River's version recorded; trackers under ``detector.core._kernel``; ADWIN as
+  River's object inside ``AdwinFast``). ADWIN's window is read from River's own state
+  (:func:`_adwin_from_river`, River 0.26's layout, checked against River's getters) into a
+  native :class:`~detector.core.detectors.Adwin` that continues exactly as River would;
+  the model's shape ``signatures`` are dropped (admission no longer keeps them).
+* **2** (commit 6af747b; no River version; settings classes under ``detector.config``): as 3.
+
+A release that moves a class keeps its old name in the tables; one that changes what a
+tracker or the model state holds updates :func:`_check_model` and migrates older entries.
 ``tests/fixtures/state/`` holds entries written by earlier releases, with the detections
 they must give when continued.
 """
@@ -43,6 +53,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import struct
 import types
 from collections import Counter, deque
 from collections.abc import Callable
@@ -51,15 +62,15 @@ from importlib import import_module
 from typing import Any, NoReturn
 
 MAGIC = b"DDST"
-#: 3: the River version is recorded after the version byte. 2 (commit 6af747b): no River
-#: version; read and migrated. Version 1 entries are refused, not guessed at.
-FORMAT_VERSION = 3
-MIGRATED_VERSIONS = (2,)
+#: 4: native ADWIN, trackers under detector.core.trackers. 3 (commit 45d95e5) and 2 (commit
+#: 6af747b): read and migrated. Version 1 entries are refused, not guessed at.
+FORMAT_VERSION = 4
+MIGRATED_VERSIONS = (2, 3)
 #: (written, running) River minor series whose state is proven (by a fixture test) to
 #: restore, besides the same series. Empty: River state is read by the series that wrote it.
 RIVER_UPGRADES: frozenset[tuple[str, str]] = frozenset()
 
-_DETECTOR_NAMES = ("ADWIN", "PageHinkley", "KSWIN")
+_RIVER_NAMES = ("PageHinkley", "KSWIN")  # held as River objects (ADWIN is native)
 
 
 class StateFormatError(Exception):
@@ -77,10 +88,10 @@ def encode_model(state: Any) -> bytes:
 
 @cache
 def river_version() -> str:
-    """The running River's version (River is imported by then: the state holds its objects)."""
-    from river import __version__  # type: ignore[attr-defined]
+    """The running River's version (read from the installed package, River not imported)."""
+    from importlib.metadata import version
 
-    return str(__version__)
+    return version("river")
 
 
 def _series(version: str) -> str:
@@ -99,10 +110,10 @@ def decode_model(blob: bytes, key: str) -> Any:
             "refusing to start fresh over it"
         )
     version = blob[4]
-    if version == FORMAT_VERSION:
+    written_by: str | None
+    if version in (FORMAT_VERSION, 3):
         written_by, payload = _river_header(blob, key)
-        _check_river(written_by, key)
-    elif version in MIGRATED_VERSIONS:
+    elif version == 2:
         written_by, payload = None, blob[5:]
     else:
         raise StateFormatError(
@@ -110,14 +121,21 @@ def decode_model(blob: bytes, key: str) -> Any:
             f"this build reads version {FORMAT_VERSION} (and migrates version "
             f"{', '.join(map(str, MIGRATED_VERSIONS))})"
         )
+    table = ALLOWED if version == FORMAT_VERSION else ALLOWED_LEGACY
     try:
-        state = _Unpickler(payload, key, written_by).load()
+        state = _Unpickler(payload, key, written_by, table).load()
+        if version != FORMAT_VERSION:
+            state = _migrate_model(state)
     except StateFormatError:
         raise
     except _Refused as exc:
         raise StateFormatError(
             f"changelog entry for model {key!r} calls {exc.name} with arguments detector "
             f"state never uses ({exc.why}): refused, not run"
+        ) from None
+    except _Invalid as exc:
+        raise StateFormatError(
+            f"changelog entry for model {key!r} is not valid detector state: {exc}"
         ) from None
     except BaseException as exc:  # River's Rust code panics (PanicException, a BaseException)
         if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
@@ -161,19 +179,29 @@ def _river_hint(written_by: str | None) -> str:
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, payload: bytes, key: str, written_by: str | None) -> None:
+    def __init__(
+        self,
+        payload: bytes,
+        key: str,
+        written_by: str | None,
+        table: dict[tuple[str, str], Callable[[], Any]],
+    ) -> None:
         super().__init__(io.BytesIO(payload))
         self.key = key
         self.written_by = written_by
+        self.table = table
 
     def find_class(self, module: str, name: str) -> Any:
-        found = ALLOWED.get((module, name))
+        found = self.table.get((module, name))
+        is_river = module.split(".")[0] == "river"
         if found is None:
-            hint = _river_hint(self.written_by) if module.split(".")[0] == "river" else ""
+            hint = _river_hint(self.written_by) if is_river else ""
             raise StateFormatError(
                 f"changelog entry for model {self.key!r} refers to {module}.{name}, which "
                 f"detector state never holds: refused, not run{hint}"
             )
+        if is_river and self.written_by is not None:
+            _check_river(self.written_by, self.key)  # River's objects: River's series only
         return found()
 
     def persistent_load(self, pid: Any) -> NoReturn:
@@ -205,9 +233,19 @@ def _is(value: Any) -> Callable[[], Any]:
     return lambda: value
 
 
-class _Tracker:
-    """What an entry gets for a tracker class: only :func:`_restore` builds from it, so a
-    tracker is never made (``__new__``) without its state."""
+#: The classes built from a state dictionary (``_restore(class, state)``), by name.
+_RESTORED = {
+    "RateTracker": "detector.core.trackers",
+    "NumericTracker": "detector.core.trackers",
+    "CategoricalTracker": "detector.core.trackers",
+    "FeatureMonitor": "detector.core.engine",
+    "ModelState": "detector.core.engine",
+}
+
+
+class _Token:
+    """What an entry gets for a class built from a state dictionary: only
+    :func:`_restore` builds from it, so such an object is never made without its state."""
 
     __slots__ = ("name",)
 
@@ -215,36 +253,167 @@ class _Tracker:
         self.name = name
 
     def __reduce__(self) -> NoReturn:
-        raise pickle.PicklingError("a tracker token is not state")
+        raise pickle.PicklingError("a class token is not state")
 
 
-def _tracker(name: str) -> Callable[[], Any]:
-    token = _Tracker(name)
+def _token(name: str) -> Callable[[], Any]:
+    token = _Token(name)
     return lambda: token
 
 
 def _restore(cls: Any, state: Any) -> Any:
-    """``_kernel._restore`` for a tracker token and a state dictionary only."""
-    if type(cls) is not _Tracker or type(state) is not dict:
-        raise _Refused("detector.core._kernel._restore", "a tracker class and a dict only")
-    real = getattr(import_module("detector.core._kernel"), cls.name)
+    """``trackers._restore`` for a class token and a state dictionary only."""
+    if type(cls) is not _Token or type(state) is not dict:
+        raise _Refused("detector.core.trackers._restore", "a tracker class and a dict only")
+    real = getattr(import_module(_RESTORED[cls.name]), cls.name)
     obj = real.__new__(real)
     obj.__setstate__(state)
     return obj
 
 
-def _adwin_fast(adwin: Any, *args: Any) -> Any:
-    from river.drift import ADWIN
+def _adwin(*args: Any) -> Any:
+    """``Adwin(delta, clock, max_buckets, min_window_length, grace_period)``: plain numbers
+    only (its constructor validates their ranges); its window is set by ``__setstate__``
+    and checked by :class:`_Checker`."""
+    if (
+        len(args) != 5
+        or type(args[0]) not in (float, int)
+        or any(type(a) is not int for a in args[1:])
+    ):
+        raise _Refused("detector.core.detectors.Adwin", "its five numeric parameters only")
+    if args[2] > _MAX_BUCKETS:
+        raise _Refused("detector.core.detectors.Adwin", f"max_buckets of at most {_MAX_BUCKETS}")
+    return import_module("detector.core.detectors").Adwin(*args)
 
-    if type(adwin) is not ADWIN:
-        raise _Refused("detector.core._kernel.AdwinFast", "a river.drift.ADWIN only")
-    return import_module("detector.core._kernel").AdwinFast(adwin, *args)
+
+_MAX_BUCKETS = 1 << 16  # a window row's buckets; River's default is 5
 
 
 def _river_detector(name: Any, det: Any) -> Any:
-    if name not in _DETECTOR_NAMES or type(det) is not _river_classes()[name]:
-        raise _Refused("detector.core._kernel.RiverDetector", "a known River detector only")
-    return import_module("detector.core._kernel").RiverDetector(name, det)
+    if name not in _RIVER_NAMES or type(det) is not _river_classes()[name]:
+        raise _Refused("detector.core.detectors.RiverDetector", "a known River detector only")
+    return import_module("detector.core.detectors").RiverDetector(name, det)
+
+
+def _adwin_fast(adwin: Any, detected: Any = False, pending: Any = 0, zeros_only: Any = None) -> Any:
+    """Format 3's ``AdwinFast(river_adwin, detected, pending, zeros_only)``: a native Adwin
+    holding River's window, with the ``pending`` zeros it had not yet handed to River."""
+    from river.drift import ADWIN
+
+    if (
+        type(adwin) is not ADWIN
+        or type(detected) is not bool
+        or type(pending) is not int
+        or pending < 0
+        or zeros_only not in (None, True, False)
+    ):
+        raise _Refused("detector.core._kernel.AdwinFast", "a river.drift.ADWIN and its flags")
+    empty = adwin.width == 0 if zeros_only is None else zeros_only
+    return _adwin_from_river(adwin, detected, pending, empty)
+
+
+def _adwin_from_river(adwin: Any, detected: bool, pending: int, zeros_only: bool) -> Any:
+    """A native Adwin with River's ADWIN window: River's ``AdaptiveWindowing`` state, read
+    from its serialized form (River 0.26: little-endian bincode of the Rust struct) and
+    checked against River's own getters; then the ``pending`` zeros River had not seen."""
+    import numpy as np
+
+    _check_river_object(adwin, "an ADWIN detector")
+    helper = adwin._helper
+    blob = helper.__getstate__()
+    reader = _Reader(blob)
+    delta = reader.f64()
+    clock = reader.i32()
+    max_buckets = reader.u64()
+    min_window_length = reader.f64()
+    grace_period = reader.f64()
+    total, variance, width, total_width = (reader.f64() for _ in range(4))
+    n_buckets, max_n_buckets, tick, n_detections = (reader.i32() for _ in range(4))
+    params = (delta, clock, max_buckets, min_window_length, grace_period)
+    expected = (
+        adwin.delta,
+        adwin.clock,
+        adwin.max_buckets,
+        float(adwin.min_window_length),
+        float(adwin.grace_period),
+    )
+    if params != expected or not 1 <= max_buckets <= _MAX_BUCKETS:
+        _fail("an ADWIN detector", "has River state that does not match its parameters")
+    rows = reader.u64()
+    if not 1 <= rows <= 64:
+        _fail("an ADWIN detector", "has River state with an impossible number of rows")
+    slots = max_buckets + 1
+    lengths = np.zeros(rows, dtype=np.int64)
+    totals = np.zeros((rows, slots), dtype=np.float64)
+    variances = np.zeros((rows, slots), dtype=np.float64)
+    for row in range(rows):
+        if reader.u64() != max_buckets:
+            _fail("an ADWIN detector", "has River state with a bucket of another size")
+        lengths[row] = reader.u64()
+        for values in (totals, variances):
+            if reader.u64() != slots:
+                _fail("an ADWIN detector", "has River state with a bucket of another size")
+            values[row] = [reader.f64() for _ in range(slots)]
+    if (
+        not (lengths <= max_buckets).all()
+        or (width, total, variance)
+        != (helper.get_width(), helper.get_total(), helper.get_variance())
+        or n_detections != helper.get_n_detections()
+    ):
+        _fail("an ADWIN detector", "has River state that its own getters contradict")
+    native = import_module("detector.core.detectors").Adwin(
+        adwin.delta, adwin.clock, adwin.max_buckets, adwin.min_window_length, adwin.grace_period
+    )
+    native.__setstate__(
+        {
+            "detected": detected,
+            "total": total,
+            "variance": variance,
+            "width": width,
+            "total_width": total_width,
+            "n_buckets": n_buckets,
+            "max_n_buckets": max_n_buckets,
+            "tick": tick,
+            "n_detections": n_detections,
+            "zeros_only": bool(zeros_only),
+            "lengths": lengths,
+            "totals": totals.ravel(),
+            "variances": variances.ravel(),
+        }
+    )
+    _Checker().detector(native, "an ADWIN detector")  # before any step: it indexes unchecked
+    for _ in range(pending):  # zeros River had not been shown; they cannot fire
+        native.step(0.0)
+    return native
+
+
+class _Reader:
+    """Little-endian fixed-width fields of a bytes object, refusing to read past its end."""
+
+    __slots__ = ("at", "blob")
+
+    def __init__(self, blob: Any) -> None:
+        if type(blob) is not bytes:
+            _fail("an ADWIN detector", "has River state that is not bytes")
+        self.blob = blob
+        self.at = 0
+
+    def _take(self, fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        if self.at + size > len(self.blob):
+            _fail("an ADWIN detector", "has truncated River state")
+        (value,) = struct.unpack_from(fmt, self.blob, self.at)
+        self.at += size
+        return value
+
+    def f64(self) -> float:
+        return float(self._take("<d"))
+
+    def i32(self) -> int:
+        return int(self._take("<i"))
+
+    def u64(self) -> int:
+        return int(self._take("<Q"))
 
 
 def _getattr(obj: Any, name: Any) -> Any:
@@ -257,13 +426,6 @@ def _getattr(obj: Any, name: Any) -> Any:
 
 
 _PAGE_HINKLEY_TESTS = ("_test_increase", "_test_decrease", "_test_both")
-
-
-def _type(*args: Any) -> type:
-    """``type`` as pickle saves ``type(None)`` (a feature value type in signatures), only."""
-    if args != (None,):
-        raise _Refused("builtins.type", "type(None) only")
-    return type(None)
 
 
 class _DType:
@@ -328,32 +490,13 @@ def _settings_class(name: str) -> Callable[[], Any]:
     return _attr("detector.core.settings", name)
 
 
-#: Every global an entry may name (module, name as pickled) and what it resolves to. The
-#: left column is what state pickles hold, for every detector kind the config allows;
-#: entries of format version 2 also name the settings classes under ``detector.config``.
-ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
-    # The model state (detector.core.engine) and its parts.
-    ("detector.core.engine", "ModelState"): _attr("detector.core.engine", "ModelState"),
-    ("detector.core.engine", "FeatureMonitor"): _attr("detector.core.engine", "FeatureMonitor"),
-    ("detector.core.hits", "Rearm"): _attr("detector.core.hits", "Rearm"),
-    # Compiled trackers: built by _restore(class, state dict) only.
-    ("detector.core._kernel", "_restore"): _is(_restore),
-    ("detector.core._kernel", "RateTracker"): _tracker("RateTracker"),
-    ("detector.core._kernel", "NumericTracker"): _tracker("NumericTracker"),
-    ("detector.core._kernel", "CategoricalTracker"): _tracker("CategoricalTracker"),
-    ("detector.core._kernel", "AdwinFast"): _is(_adwin_fast),
-    ("detector.core._kernel", "RiverDetector"): _is(_river_detector),
-    # Settings kept by trackers (their detector spec; categorical trackers their settings).
-    **{
-        (module, name): _settings_class(name)
-        for module in ("detector.core.settings", "detector.config")  # config: version 2
-        for name in ("DetectionSettings", "DetectorSpec", "ModelSettings", "FeatureSettings")
-    },
-    # River's drift detectors (river.drift, the ones the config allows) and their parts.
-    ("river.drift.adwin", "ADWIN"): _attr("river.drift.adwin", "ADWIN"),
-    ("river._river_rust.drift", "AdaptiveWindowing"): _attr(
-        "river._river_rust.drift", "AdaptiveWindowing"
-    ),
+_SETTINGS = {
+    ("detector.core.settings", name): _settings_class(name)
+    for name in ("DetectionSettings", "DetectorSpec", "ModelSettings", "FeatureSettings")
+}
+
+_PLAIN = {
+    # PageHinkley and KSWIN (the River detectors the config allows) and their parts.
     ("river.drift.page_hinkley", "PageHinkley"): _attr("river.drift.page_hinkley", "PageHinkley"),
     ("river.stats.mean", "Mean"): _attr("river.stats.mean", "Mean"),
     ("river.drift.kswin", "KSWIN"): _attr("river.drift.kswin", "KSWIN"),
@@ -366,14 +509,118 @@ ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
     ("numpy.core.numeric", "_frombuffer"): _is(_frombuffer),
     ("numpy._core.multiarray", "scalar"): _is(_scalar),
     ("numpy.core.multiarray", "scalar"): _is(_scalar),
-    # Plain values: reference counts, and feature value types in the signatures.
+    # Plain values: reference counts.
     ("collections", "Counter"): _is(Counter),
+}
+
+#: Every global a format 4 entry may name (module, name as pickled) and what it resolves
+#: to: what state pickles hold, for every detector kind the config allows.
+ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
+    # Trackers, feature monitors and the model state: built by _restore(class, dict) only.
+    ("detector.core.trackers", "_restore"): _is(_restore),
+    **{(module, name): _token(name) for name, module in _RESTORED.items()},
+    ("detector.core.hits", "Rearm"): _attr("detector.core.hits", "Rearm"),
+    ("detector.core.detectors", "Adwin"): _is(_adwin),
+    ("detector.core.detectors", "RiverDetector"): _is(_river_detector),
+    **_SETTINGS,
+    **_PLAIN,
+}
+
+
+class _LegacyModel:
+    """A format 2/3 ``ModelState`` as pickled (its attribute dictionary), to migrate."""
+
+
+class _LegacyMonitor:
+    """A format 2/3 ``FeatureMonitor`` as pickled (its attribute dictionary), to migrate."""
+
+
+def _legacy_type(*args: Any) -> type:
+    """``type`` as format 2/3 pickled ``type(None)`` (a value type in the signatures), only."""
+    if args != (None,):
+        raise _Refused("builtins.type", "type(None) only")
+    return type(None)
+
+
+#: The globals of format 2 and 3 entries: the trackers under ``detector.core._kernel``,
+#: ADWIN as River's object inside ``AdwinFast``, the model state and monitors as plain
+#: objects (migrated by :func:`_migrate_model`), settings also under ``detector.config``.
+ALLOWED_LEGACY: dict[tuple[str, str], Callable[[], Any]] = {
+    ("detector.core.engine", "ModelState"): _is(_LegacyModel),
+    ("detector.core.engine", "FeatureMonitor"): _is(_LegacyMonitor),
+    ("detector.core.hits", "Rearm"): _attr("detector.core.hits", "Rearm"),
+    ("detector.core._kernel", "_restore"): _is(_restore),
+    **{("detector.core._kernel", name): _token(name) for name in _RESTORED if "Tracker" in name},
+    ("detector.core._kernel", "AdwinFast"): _is(_adwin_fast),
+    ("detector.core._kernel", "RiverDetector"): _is(_river_detector),
+    **_SETTINGS,
+    **{("detector.config", name): found for (_, name), found in _SETTINGS.items()},
+    ("river.drift.adwin", "ADWIN"): _attr("river.drift.adwin", "ADWIN"),
+    ("river._river_rust.drift", "AdaptiveWindowing"): _attr(
+        "river._river_rust.drift", "AdaptiveWindowing"
+    ),
+    **_PLAIN,
+    # Feature value types in the signatures (dropped by the migration).
     ("builtins", "str"): _is(str),
     ("builtins", "int"): _is(int),
     ("builtins", "float"): _is(float),
     ("builtins", "bool"): _is(bool),
-    ("builtins", "type"): _is(_type),
+    ("builtins", "type"): _is(_legacy_type),
 }
+
+_LEGACY_MODEL_KEYS = frozenset(
+    (
+        "features",
+        "signatures",
+        "prediction_kind",
+        "prediction",
+        "error",
+        "latest_ms",
+        "events",
+        "refused",
+    )
+)
+_LEGACY_MONITOR_KEYS = frozenset(("fingerprint", "kind", "last_seen_ms", "missing", "values"))
+
+
+def _migrate_model(legacy: Any) -> Any:
+    """A format 2/3 model state as this build's: attributes added since get their defaults,
+    the shape ``signatures`` are dropped. A monitor whose kind is known but which has no
+    value tracker yet (format 3 made it at the first value) gets one when the engine
+    adopts its settings (``PartitionDetectors.reconfigure``)."""
+    engine = import_module("detector.core.engine")
+    if type(legacy) is not _LegacyModel:
+        _fail("the entry", "is not model state")
+    attrs = vars(legacy)
+    if not attrs.keys() <= _LEGACY_MODEL_KEYS:
+        _fail(
+            "the model state", f"has unknown attributes {sorted(attrs.keys() - _LEGACY_MODEL_KEYS)}"
+        )
+    if type(attrs.get("signatures", set())) is not set:
+        _fail("signatures", "is not a set")
+    state = engine.ModelState()
+    fields = state.__getstate__()
+    fields.update({name: attrs[name] for name in fields.keys() & attrs.keys()})
+    features = fields["features"]
+    if type(features) is not dict:
+        _fail("features", "is not a dict")
+    fields["features"] = {name: _migrate_monitor(m) for name, m in features.items()}
+    if fields["prediction"] is not None:
+        fields["prediction"] = _migrate_monitor(fields["prediction"])
+    state.__setstate__(fields)
+    return state
+
+
+def _migrate_monitor(legacy: Any) -> Any:
+    engine = import_module("detector.core.engine")
+    if type(legacy) is not _LegacyMonitor:
+        _fail("a feature", "is not a feature monitor")
+    attrs = vars(legacy)
+    if attrs.keys() != _LEGACY_MONITOR_KEYS:
+        _fail("a feature monitor", "does not have a monitor's attributes")
+    monitor = engine.FeatureMonitor.__new__(engine.FeatureMonitor)
+    monitor.__setstate__(dict(attrs))
+    return monitor
 
 
 # -- checking what was loaded -----------------------------------------------------------
@@ -388,7 +635,7 @@ def _fail(where: str, what: str) -> NoReturn:
 
 
 def _check_model(state: Any, key: str) -> None:
-    """Exact types and in-range indices everywhere: the compiled loop casts and indexes
+    """Exact types and in-range indices everywhere: the compiled code casts and indexes
     without checks, so state it runs on must be state it could have written."""
     try:
         _Checker().model(state)
@@ -424,7 +671,6 @@ def _check_river_object(det: Any, where: str) -> None:
     method), and its parts are of River's own types."""
     from random import Random
 
-    from river._river_rust.drift import AdaptiveWindowing
     from river.stats import Mean
 
     cls = type(det)
@@ -432,6 +678,8 @@ def _check_river_object(det: Any, where: str) -> None:
         _fail(where, f"holds a {cls.__name__} with other attributes than River's")
     parts = vars(det)
     if cls.__name__ == "ADWIN":
+        from river._river_rust.drift import AdaptiveWindowing
+
         if type(parts["_helper"]) is not AdaptiveWindowing:
             _fail(where, "holds an ADWIN without River's AdaptiveWindowing")
     elif cls.__name__ == "PageHinkley":
@@ -459,6 +707,12 @@ def _int(value: Any, where: str, low: int, high: int | None = None) -> int:
     return value
 
 
+def _float(value: Any, where: str) -> float:
+    if type(value) is not float:
+        _fail(where, "is not a float")
+    return value
+
+
 def _array(value: Any, where: str, dtype: str, min_len: int, max_len: int | None = None) -> Any:
     import numpy as np
 
@@ -482,7 +736,8 @@ def _strs(value: Any, where: str, max_len: int) -> None:
 
 class _Checker:
     def __init__(self) -> None:
-        self.kernel = import_module("detector.core._kernel")
+        self.trackers = import_module("detector.core.trackers")
+        self.detectors = import_module("detector.core.detectors")
         self.engine = import_module("detector.core.engine")
         self.settings = import_module("detector.core.settings")
         self.done: set[int] = set()
@@ -494,15 +749,8 @@ class _Checker:
         return True
 
     def model(self, state: Any) -> None:
-        engine = self.engine
-        if type(state) is not engine.ModelState:
+        if type(state) is not self.engine.ModelState:
             _fail("the entry", "is not model state")
-        fresh = vars(engine.ModelState())
-        attrs = vars(state)
-        for name in fresh.keys() - attrs.keys():  # added since: the default (migration)
-            attrs[name] = fresh[name]
-        if attrs.keys() != fresh.keys():
-            _fail("the model state", f"has unknown attributes {sorted(attrs.keys() - fresh)}")
         features = state.features
         if type(features) is not dict:
             _fail("features", "is not a dict")
@@ -516,46 +764,28 @@ class _Checker:
             _fail("the prediction kind", f"is {state.prediction_kind!r}")
         if state.error is not None:
             self.rate(state.error, "the error rate")
-        _int(state.latest_ms, "latest_ms", -(1 << 62))  # 6af747b took times before 1970
         for name in ("events", "refused"):
             _int(getattr(state, name), name, 0)
-        self.signatures(state.signatures)
-
-    def signatures(self, signatures: Any) -> None:
-        plain = (str, int, float, bool, type(None))
-        if type(signatures) is not set:
-            _fail("signatures", "is not a set")
-        for sig in signatures:
-            if (
-                type(sig) is not tuple
-                or len(sig) != 2
-                or type(sig[0]) is not tuple
-                or type(sig[1]) is not tuple
-                or any(type(n) is not str for n in sig[0])
-                or any(t not in plain for t in sig[1])
-            ):
-                _fail("signatures", "hold something other than names and value types")
 
     def monitor(self, monitor: Any, where: str) -> None:
         if type(monitor) is not self.engine.FeatureMonitor:
             _fail(where, "is not a feature monitor")
         if type(monitor.fingerprint) is not str:
             _fail(where, "has no fingerprint")
-        _int(monitor.last_seen_ms, f"{where} last_seen_ms", -(1 << 62))
         self.rate(monitor.missing, f"{where} missing rate")
         kind, values = monitor.kind, monitor.values
         expected = {
             None: type(None),
-            "numeric": self.kernel.NumericTracker,
-            "categorical": self.kernel.CategoricalTracker,
+            "numeric": self.trackers.NumericTracker,
+            "categorical": self.trackers.CategoricalTracker,
         }.get(kind)
         if expected is None:
             _fail(where, f"has kind {kind!r}")
         if values is not None and type(values) is not expected:
             _fail(where, f"is {kind} but holds a {type(values).__name__}")
-        if type(values) is self.kernel.NumericTracker:
+        if type(values) is self.trackers.NumericTracker:
             self.numeric(values, f"{where} values")
-        elif type(values) is self.kernel.CategoricalTracker:
+        elif type(values) is self.trackers.CategoricalTracker:
             self.categorical(values, f"{where} values")
 
     def common(self, state: dict[str, Any], where: str) -> int:
@@ -566,7 +796,7 @@ class _Checker:
         return k
 
     def rate(self, tracker: Any, where: str) -> None:
-        if type(tracker) is not self.kernel.RateTracker:
+        if type(tracker) is not self.trackers.RateTracker:
             _fail(where, "is not a rate tracker")
         if not self._once(tracker):
             return
@@ -648,18 +878,42 @@ class _Checker:
             self.detector(det, where)
 
     def detector(self, det: Any, where: str) -> None:
-        kernel = self.kernel
-        if type(det) is kernel.AdwinFast:
-            adwin, _detected, pending, _zeros_only = det.__reduce__()[1]
-            _check_river_object(adwin, where)
-            _int(pending, f"{where} pending zeros", 0)
-        elif type(det) is kernel.RiverDetector:
+        if type(det) is self.detectors.Adwin:
+            self.adwin(det, where)
+        elif type(det) is self.detectors.RiverDetector:
             name, river_det = det.__reduce__()[1]
-            if type(river_det) is not _river_classes().get(name):
+            if name not in _RIVER_NAMES or type(river_det) is not _river_classes()[name]:
                 _fail(where, f"has a {name!r} detector that is not River's")
             _check_river_object(river_det, where)
         else:
             _fail(where, f"has a detector that is a {type(det).__name__}")
+
+    def adwin(self, det: Any, where: str) -> None:
+        """The window rows index the bucket arrays unchecked: every row length within a
+        row's buckets, at least one row, and the counts the rows add up to."""
+        import numpy as np
+
+        if not self._once(det):
+            return
+        _cls, params, state = det.__reduce__()
+        max_buckets = params[2]
+        lengths = _array(state["lengths"], f"{where} ADWIN rows", "i8", 1, 64)
+        if not ((lengths >= 0) & (lengths <= max_buckets)).all():
+            _fail(where, f"has an ADWIN row with other than 0 to {max_buckets} buckets")
+        if lengths.shape[0] > 1 and lengths[-1] == 0:
+            _fail(where, "has an ADWIN whose oldest row is empty")
+        rows = lengths.shape[0]
+        for name in ("totals", "variances"):
+            _array(state[name], f"{where} ADWIN {name}", "f8", rows * (max_buckets + 1))
+        width = float(np.dot(lengths, np.ldexp(1.0, np.arange(rows))))
+        if _float(state["width"], f"{where} ADWIN width") != width:
+            _fail(where, "has an ADWIN whose width is not the sum of its buckets")
+        for name in ("total", "variance", "total_width"):
+            _float(state[name], f"{where} ADWIN {name}")
+        for name in ("n_buckets", "max_n_buckets", "tick", "n_detections"):
+            _int(state[name], f"{where} ADWIN {name}", 0)
+        if state["zeros_only"] and state["totals"].any():
+            _fail(where, "has an ADWIN marked all zeros that holds other values")
 
     def rearm(self, rearm: Any, where: str) -> None:
         from detector.core.hits import Rearm
@@ -700,6 +954,7 @@ class _Checker:
 
 __all__ = [
     "ALLOWED",
+    "ALLOWED_LEGACY",
     "FORMAT_VERSION",
     "MAGIC",
     "StateFormatError",

@@ -1,11 +1,8 @@
 """Trackers: one feature's values in, drift hits out. Pure, deterministic, picklable.
 
-This module is the readable *reference* implementation. The engine runs the compiled
-implementation in :mod:`detector.core._kernel`, which must give identical hits on every
-stream (``tests/unit/test_kernel.py`` proves it); change both together.
-
-Every tracker feeds River detectors with *block means*: the mean of a statistic over
-``block_size`` consecutive observations. Blocks are counted per tracker, never per Kafka
+Every tracker feeds its detectors (:mod:`detector.core.detectors`) with *block means*: the
+statistic summed over ``block_size`` consecutive observations and scaled by
+:func:`~detector.core.hits.block_scale`. Blocks are counted per tracker, never per Kafka
 batch, so the same stream gives the same detections however it is batched.
 
 * :class:`RateTracker` - the rate of a 0/1 flag (missing values, classification errors).
@@ -17,13 +14,19 @@ batch, so the same stream gives the same detections however it is batched.
 
 After a detection the tracker re-learns its reference from the next observations, and a
 detection of the same drift type within ``rearm_after`` observations of the previous one
-is counted as the same change (``suppressed``) rather than alerted again.
+is counted as the same change (suppressed) rather than alerted again.
+
+This file is the only implementation. It is compiled (Cython's pure-Python mode, with the C
+types in ``trackers.pxd``) for the engine, and runs as plain Python too: the tests compare
+the two, and hold the trackers to an independent block-by-block formulation
+(``tests/oracle/trackers.py``) and to River.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -41,78 +44,172 @@ from detector.core.hits import (
 )
 from detector.core.settings import DetectionSettings, DetectorSpec
 
-_EMPTY = np.zeros(0, dtype=np.int64)
+
+def _restore(cls: Any, state: dict[str, Any]) -> Any:
+    """A tracker from its ``__getstate__`` dictionary (how trackers are unpickled)."""
+    obj = cls.__new__(cls)
+    obj.__setstate__(state)
+    return obj
 
 
-def split_blocks(carry: np.ndarray, new: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Prepend the carried partial block to ``new``; return the complete blocks as a
-    (blocks, k) array, the new partial block to carry, and how many carried values were
-    prepended (block i ends at index ``(i + 1) * k - held`` of ``new``)."""
-    held = int(carry.size)
-    arr = np.concatenate((carry, new)) if held else new
-    blocks = arr.size // k
-    return arr[: blocks * k].reshape(blocks, k), arr[blocks * k :], held
+def _slot(head: int, cap: int) -> int:
+    """The ring slot after ``head`` in a ring of ``cap`` slots."""
+    return head + 1 if head + 1 < cap else 0
 
 
-class RateTracker:
+class Tracker:
+    """What the three trackers share: ``update`` over their ``push``, and pickling."""
+
+    def push(self, value: Any, index: int) -> Hit | None:
+        """Feed one observation; a hit (indexed ``index``) when a detector fires."""
+        raise NotImplementedError
+
+    def update(self, values: Iterable[Any]) -> list[Hit]:
+        """Feed values in order; hits are indexed into ``values``."""
+        hits = []
+        for i, value in enumerate(values):
+            hit = self.push(value, i)
+            if hit is not None:
+                hits.append(hit)
+        return hits
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.__getstate__()))
+
+
+class RateTracker(Tracker):
     """Rate of a 0/1 flag per observation (missing value, wrong prediction)."""
 
     def __init__(self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str) -> None:
         self.k = settings.block_size
         self.scale = block_scale(self.k)
         self.drift_type = drift_type
-        self.detector: Detector = build_detector(spec)
+        self.detector = build_detector(spec)
         self.ref_blocks = max(1, settings.reference_size // self.k)
-        self.reference: list[int] = []  # flag counts of the first blocks
-        self.recent: deque[int] = deque(maxlen=max(1, settings.window_size // self.k))
-        self.carry = _EMPTY
-        self.seen = 0
         self.rearm = Rearm(settings.rearm_after)
+        self.seen = 0
+        self.ref_sum = 0
+        self.ref_len = 0
+        self.recent = np.zeros(max(1, settings.window_size // self.k), dtype=np.int64)
+        self.recent_head = 0
+        self.recent_len = 0
+        self.cnt = 0
+        self.acc = 0
 
-    def update(self, flags: np.ndarray | Sequence[bool]) -> list[Hit]:
-        """Feed flags (true: the observation counts); hits are indexed into ``flags``."""
-        k = self.k
-        arr = np.asarray(flags, dtype=np.int64)
-        base = self.seen
-        self.seen += int(arr.size)
-        body, self.carry, held = split_blocks(self.carry, arr, k)
-        if not body.size:
-            return []
-        counts = body.sum(axis=1).tolist()
-        hits: list[Hit] = []
-        step = self.detector.step
-        scale = self.scale
-        for i, count in enumerate(counts):
-            if len(self.reference) < self.ref_blocks:
-                self.reference.append(count)
-            self.recent.append(count)
-            if step(count * scale):
-                used = (i + 1) * k - held
-                hit = self._hit(used - 1, base + used)
-                if hit:
-                    hits.append(hit)
-        return hits
+    def push(self, value: Any, index: int) -> Hit | None:
+        return self.flag(bool(value), index)
 
-    def rates(self) -> tuple[float | None, float | None]:
-        """The reference rate and the rate over the recent window (None: no block yet)."""
-        k = self.k
-        ref = sum(self.reference) / (len(self.reference) * k) if self.reference else None
-        cur = sum(self.recent) / (len(self.recent) * k) if self.recent else None
-        return ref, cur
+    def flag(self, flag: bool, index: int) -> Hit | None:
+        """``push`` for a flag already a bool (the engine's call)."""
+        self.seen += 1
+        self.acc += flag
+        self.cnt += 1
+        if self.cnt < self.k:
+            return None
+        count = self.acc
+        self.acc = 0
+        self.cnt = 0
+        if self.ref_len < self.ref_blocks:
+            self.ref_sum += count
+            self.ref_len += 1
+        cap = self.recent.shape[0]
+        self.recent[self.recent_head] = count
+        self.recent_head = _slot(self.recent_head, cap)
+        if self.recent_len < cap:
+            self.recent_len += 1
+        if self.detector.step(count * self.scale):
+            return self._hit(index)
+        return None
 
-    def _hit(self, index: int, at: int) -> Hit | None:
-        ref_rate = sum(self.reference) / (len(self.reference) * self.k)
-        cur_rate = sum(self.recent) / (len(self.recent) * self.k)
-        # Re-learn the reference from what follows.
-        self.reference = []
-        self.recent.clear()
-        if not self.rearm.fresh(self.drift_type, at):
+    def _hit(self, index: int) -> Hit | None:
+        ref_rate, cur_rate = self.rates()
+        self.ref_sum = 0
+        self.ref_len = 0
+        self.recent_len = 0
+        self.recent_head = 0
+        if not self.rearm.fresh(self.drift_type, self.seen):
             return None
         return rate_hit(index, self.drift_type, self.detector.describe(), ref_rate, cur_rate)
 
+    def rates(self) -> tuple[Any, Any]:
+        """The reference rate and the rate over the recent window (None: no block yet)."""
+        ref = self.ref_sum / (self.ref_len * self.k) if self.ref_len else None
+        if not self.recent_len:
+            return ref, None
+        total = 0
+        for i in range(self.recent_len):
+            total += self.recent[i]
+        return ref, total / (self.recent_len * self.k)
 
-class NumericTracker:
-    """Location and spread of a numeric stream, shape-free through a reference rank transform."""
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "drift_type": self.drift_type,
+            "detector": self.detector,
+            "ref_blocks": self.ref_blocks,
+            "rearm": self.rearm,
+            "seen": self.seen,
+            "ref_sum": self.ref_sum,
+            "ref_len": self.ref_len,
+            "recent": np.asarray(self.recent).copy(),
+            "recent_head": self.recent_head,
+            "recent_len": self.recent_len,
+            "cnt": self.cnt,
+            "acc": self.acc,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.k = state["k"]
+        self.scale = block_scale(self.k)
+        self.drift_type = state["drift_type"]
+        self.detector = state["detector"]
+        self.ref_blocks = state["ref_blocks"]
+        self.rearm = state["rearm"]
+        self.seen = state["seen"]
+        self.ref_sum = state["ref_sum"]
+        self.ref_len = state["ref_len"]
+        self.recent = state["recent"]
+        self.recent_head = state["recent_head"]
+        self.recent_len = state["recent_len"]
+        self.cnt = state["cnt"]
+        self.acc = state["acc"]
+
+
+def _left(ref: Any, start: int, n: int, x: float) -> int:
+    """The first index ``i`` of ``ref[start:start + n]`` with ``ref[i] >= x``, counted from
+    ``start`` (``numpy.searchsorted`` side "left"). Compiled, the halving takes conditional
+    moves, no branches to mispredict."""
+    base = start
+    while n > 1:
+        half = n >> 1
+        base = base + half if ref[base + half] < x else base
+        n -= half
+    return base - start + (1 if ref[base] < x else 0)
+
+
+def _right(ref: Any, start: int, n: int, x: float) -> int:
+    """The first index ``i`` of ``ref[start:start + n]`` with ``ref[i] > x``, counted from
+    ``start`` (``numpy.searchsorted`` side "right")."""
+    base = start
+    while n > 1:
+        half = n >> 1
+        base = base + half if ref[base + half] <= x else base
+        n -= half
+    return base - start + (1 if ref[base] <= x else 0)
+
+
+class NumericTracker(Tracker):
+    """Location and spread of a numeric stream, shape-free through a reference rank transform.
+
+    With R reference values, ``a = left + right`` (the two insertion ranks of a value) is
+    ``2R * u`` and ``|a - R|`` is ``R * |2u - 1|``: integers, so block sums are exact.
+    """
 
     def __init__(
         self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str | None
@@ -122,98 +219,159 @@ class NumericTracker:
         self.spec = spec
         self.ref_size = settings.reference_size
         self.drift_type = drift_type  # None: "mean"/"variance"; else e.g. "prediction"
-        self.building: list[float] = []
-        self.reference: np.ndarray | None = None
         self.window = settings.window_size
-        self.recent = np.zeros(0, dtype=np.float64)
-        self.ranks = _EMPTY  # the last RANK_WINDOW ranks since the reference was learned
-        self.carry = _EMPTY
-        self.mean_det: Detector = build_detector(spec)
-        self.spread_det: Detector = build_detector(spec)
+        self.building: list[float] = []
+        self.reference: Any = None
+        self.cap = max(self.window, RANK_WINDOW)
+        self.recent = np.zeros(self.cap, dtype=np.float64)  # a ring of the last cap values
+        self.recent_head = 0
+        self.recent_len = 0
+        self.since = 0  # values ranked since the reference was learned, up to RANK_WINDOW
+        self.cnt = 0
+        self.sum_a = 0
+        self.sum_b = 0
+        self.mean_det = build_detector(spec)
+        self.spread_det = build_detector(spec)
         self.seen = 0
         self.rearm = Rearm(settings.rearm_after)
 
-    def update(self, values: np.ndarray) -> list[Hit]:
-        hits: list[Hit] = []
-        pos = 0
-        n = int(values.size)
-        while pos < n:
-            if self.reference is None:
-                take = min(self.ref_size - len(self.building), n - pos)
-                self.building.extend(values[pos : pos + take].tolist())
-                pos += take
-                if len(self.building) >= self.ref_size:
-                    self.reference = np.sort(np.asarray(self.building, dtype=np.float64))
-                    self.building = []
-                    self.ranks = _EMPTY
-                continue
-            consumed, hit = self._detect(values, pos)
-            pos += consumed
-            if hit is not None:
-                hits.append(hit)
-        self.recent = np.concatenate((self.recent, values))[-self.window :]
-        self.seen += n
-        return hits
+    def _learn(self) -> None:
+        self.reference = np.sort(np.asarray(self.building, dtype=np.float64))
+        self.building = []
+        self._bind()
+        self.since = 0
 
-    def _detect(self, values: np.ndarray, pos: int) -> tuple[int, Hit | None]:
-        """Feed values[pos:] until the end or the first detection; return how many were used.
+    def _bind(self) -> None:
+        """Index the reference: the last value of each bucket of 8 (the fences)."""
+        self.ref = self.reference
+        self.size = self.ref.shape[0]
+        self.buckets = (self.size + 7) // 8
+        self.fences = self.reference[np.minimum(np.arange(self.buckets) * 8 + 7, self.size - 1)]
+        self.ca = self.scale / (2.0 * self.size)
+        self.cb = self.scale / self.size
 
-        With R reference values, ``a = left + right`` (the two insertion ranks) is
-        ``2R * u`` and ``|a - R|`` is ``R * |2u - 1|``: integers, so block sums are exact
-        and detections do not depend on how the stream was batched.
-        """
+    def push(self, value: Any, index: int) -> Hit | None:
+        return self.number(float(value), index)
+
+    def number(self, x: float, index: int) -> Hit | None:
+        """``push`` for a value already a float (the engine's call)."""
+        self.seen += 1
+        self.recent[self.recent_head] = x
+        self.recent_head = _slot(self.recent_head, self.cap)
+        if self.recent_len < self.cap:
+            self.recent_len += 1
+        if self.reference is None:
+            self.building.append(float(x))  # (x is a C double compiled; an int uncompiled)
+            if len(self.building) >= self.ref_size:
+                self._learn()
+            return None
+        a = self._ranks(x)
+        if self.since < RANK_WINDOW:
+            self.since += 1
+        self.sum_a += a
+        self.sum_b += a - self.size if a >= self.size else self.size - a
+        self.cnt += 1
+        if self.cnt < self.k:
+            return None
+        fired_mean = self.mean_det.step(self.sum_a * self.ca)
+        fired_spread = self.spread_det.step(self.sum_b * self.cb)
+        self.cnt = 0
+        self.sum_a = 0
+        self.sum_b = 0
+        if fired_mean or fired_spread:
+            return self._hit(index, fired_mean)
+        return None
+
+    def _ranks(self, x: float) -> int:
+        """``searchsorted`` left + right on the reference, touching two cache lines: the
+        fences (small, shared by every search, so cached) find the bucket of 8 values,
+        then one bucket is searched. The right rank differs only on ties."""
+        bucket = _left(self.fences, 0, self.buckets, x)
+        if bucket == self.buckets:
+            return 2 * self.size  # type: ignore[no-any-return]
+        start = bucket * 8
+        left = start + _left(self.ref, start, min(8, self.size - start), x)
+        if left < self.size and self.ref[left] == x:
+            return 2 * left + _right(self.ref, left, self.size - left, x)
+        return 2 * left
+
+    def _hit(self, index: int, fired_mean: bool) -> Hit | None:
+        total = 0
+        # The mean rank of the values since the reference was learned (the last RANK_WINDOW).
+        for value in self._recent(self.since):
+            total += self._ranks(value)
+        u_mean = (total / self.since) / (2.0 * self.size)
         ref = self.reference
-        assert ref is not None
-        chunk = values[pos:]
-        size = int(ref.size)
-        a = np.searchsorted(ref, chunk, "left") + np.searchsorted(ref, chunk, "right")
-        k = self.k
-        body, rest, held = split_blocks(self.carry, a, k)
-        blocks = len(body)
-        if not blocks:
-            self.carry = rest
-            self.ranks = np.concatenate((self.ranks, a))[-RANK_WINDOW:]
-            return int(chunk.size), None
-        sums_a = body.sum(axis=1).tolist()
-        sums_b = np.abs(body - size).sum(axis=1).tolist()
-        ca = self.scale / (2.0 * size)
-        cb = self.scale / size
-        mean_step = self.mean_det.step
-        spread_step = self.spread_det.step
-        for i in range(blocks):
-            fired_mean = mean_step(sums_a[i] * ca)
-            fired_spread = spread_step(sums_b[i] * cb)
-            if fired_mean or fired_spread:
-                used = (i + 1) * k - held
-                ranks = np.concatenate((self.ranks, a[:used]))[-RANK_WINDOW:]
-                u_mean = float(ranks.mean()) / (2.0 * size)
-                hit = self._hit(values, pos + used - 1, fired_mean, u_mean)
-                self.carry = _EMPTY
-                return used, hit
-        self.carry = rest
-        self.ranks = np.concatenate((self.ranks, a))[-RANK_WINDOW:]
-        return int(chunk.size), None
-
-    def _hit(self, values: np.ndarray, index: int, fired_mean: bool, u_mean: float) -> Hit | None:
-        ref = self.reference
-        assert ref is not None
-        # The current window: the last `window` values up to and including the trigger.
-        current = np.concatenate((self.recent, values[: index + 1]))[-self.window :]
+        current = self._recent(self.window)
         is_location = located(fired_mean, u_mean)
         drift_type = self.drift_type or ("mean" if is_location else "variance")
         detector = (self.mean_det if fired_mean else self.spread_det).describe()
-        at = self.seen + index + 1
         # Re-learn the reference from the values after the trigger; fresh detectors.
         self.reference = None
         self.building = []
         self.mean_det = build_detector(self.spec)
         self.spread_det = build_detector(self.spec)
-        if not self.rearm.fresh(drift_type, at):
+        if not self.rearm.fresh(drift_type, self.seen):
             return None
         return numeric_hit(index, drift_type, is_location, ref, current, detector)
 
+    def _recent(self, count: int) -> Any:
+        """The last ``count`` values (at most those kept), oldest first."""
+        arr = np.asarray(self.recent)
+        if self.recent_len < self.cap:
+            ordered = arr[: self.recent_len]
+        else:
+            ordered = np.concatenate((arr[self.recent_head :], arr[: self.recent_head]))
+        return ordered[max(0, ordered.shape[0] - count) :].copy()
 
-class CategoricalTracker:
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "spec": self.spec,
+            "ref_size": self.ref_size,
+            "drift_type": self.drift_type,
+            "window": self.window,
+            "building": list(self.building),
+            "reference": self.reference,
+            "recent": self._recent(self.cap),
+            "since": self.since,
+            "cnt": self.cnt,
+            "sum_a": self.sum_a,
+            "sum_b": self.sum_b,
+            "mean_det": self.mean_det,
+            "spread_det": self.spread_det,
+            "seen": self.seen,
+            "rearm": self.rearm,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.k = state["k"]
+        self.scale = block_scale(self.k)
+        self.spec = state["spec"]
+        self.ref_size = state["ref_size"]
+        self.drift_type = state["drift_type"]
+        self.window = state["window"]
+        self.building = state["building"]
+        self.reference = state["reference"]
+        if self.reference is not None:
+            self._bind()
+        self.cap = max(self.window, RANK_WINDOW)
+        recent = state["recent"]
+        self.recent = np.zeros(self.cap, dtype=np.float64)
+        self.recent_len = recent.shape[0]
+        self.recent_head = self.recent_len % self.cap
+        np.asarray(self.recent)[: self.recent_len] = recent
+        self.since = state["since"]
+        self.cnt = state["cnt"]
+        self.sum_a = state["sum_a"]
+        self.sum_b = state["sum_b"]
+        self.mean_det = state["mean_det"]
+        self.spread_det = state["spread_det"]
+        self.seen = state["seen"]
+        self.rearm = state["rearm"]
+
+
+class CategoricalTracker(Tracker):
     """Shares of the frequent reference categories, plus one share for all others."""
 
     def __init__(
@@ -229,8 +387,12 @@ class CategoricalTracker:
         self.ref_counts: Counter[str] | None = None
         self.codes: dict[str, int] = {}
         self.detectors: list[Detector] = []
-        self.recent: deque[str] = deque(maxlen=settings.window_size)
-        self.carry = _EMPTY
+        self.window = settings.window_size
+        self.recent: list[Any] = [None] * self.window  # a ring of the last `window` values
+        self.recent_head = 0
+        self.recent_len = 0
+        self.counts = np.zeros(1, dtype=np.int64)
+        self.cnt = 0
         self.seen = 0
         self.rearm = Rearm(settings.rearm_after)
 
@@ -240,74 +402,101 @@ class CategoricalTracker:
             self.building, settings.max_categories, settings.min_category_share
         )
         self.detectors = [build_detector(self.spec) for _ in range(len(self.codes) + 1)]
+        self.counts = np.zeros(len(self.codes) + 1, dtype=np.int64)
+        self.cnt = 0
         self.building = []
 
-    def update(self, values: list[str]) -> list[Hit]:
-        hits: list[Hit] = []
-        pos = 0
-        n = len(values)
-        while pos < n:
-            if self.ref_counts is None:
-                take = min(self.ref_size - len(self.building), n - pos)
-                self.building.extend(values[pos : pos + take])
-                pos += take
-                if len(self.building) >= self.ref_size:
-                    self._learn()
-                continue
-            consumed, hit = self._detect(values, pos)
-            pos += consumed
-            if hit is not None:
-                hits.append(hit)
-        self.recent.extend(values)
-        self.seen += n
-        return hits
+    def push(self, value: Any, index: int) -> Hit | None:
+        return self.category(value, index)
 
-    def _detect(self, values: list[str], pos: int) -> tuple[int, Hit | None]:
-        other = len(self.codes)
-        get = self.codes.get
-        codes = np.array([get(v, other) for v in values[pos:]], dtype=np.int64)
-        k = self.k
-        body, rest, held = split_blocks(self.carry, codes, k)
-        blocks = len(body)
-        if not blocks:
-            self.carry = rest
-            return len(values) - pos, None
-        width = other + 1
-        # counts[i, c]: how often category c occurs in block i.
-        flat = (body + (np.arange(blocks) * width)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=blocks * width).reshape(blocks, width).tolist()
-        scale = self.scale
-        detectors = self.detectors
-        for i in range(blocks):
-            row = counts[i]
-            fired = -1
-            for code, det in enumerate(detectors):
-                if det.step(row[code] * scale) and fired < 0:
-                    fired = code
-            if fired >= 0:
-                used = (i + 1) * k - held
-                hit = self._hit(values, pos + used - 1, fired)
-                self.carry = _EMPTY
-                return used, hit
-        self.carry = rest
-        return len(values) - pos, None
+    def category(self, value: str, index: int) -> Hit | None:
+        """``push`` for a category name (the engine's call)."""
+        self.seen += 1
+        self.recent[self.recent_head] = value
+        self.recent_head = _slot(self.recent_head, self.window)
+        if self.recent_len < self.window:
+            self.recent_len += 1
+        if self.ref_counts is None:
+            self.building.append(value)
+            if len(self.building) >= self.ref_size:
+                self._learn()
+            return None
+        width = self.counts.shape[0]
+        found = self.codes.get(value)
+        code = width - 1 if found is None else found
+        self.counts[code] += 1
+        self.cnt += 1
+        if self.cnt < self.k:
+            return None
+        fired = -1
+        for c in range(width):
+            det: Detector = self.detectors[c]
+            if det.step(self.counts[c] * self.scale) and fired < 0:
+                fired = c
+            self.counts[c] = 0
+        self.cnt = 0
+        if fired >= 0:
+            return self._hit(index, fired)
+        return None
 
-    def _hit(self, values: list[str], index: int, fired: int) -> Hit | None:
+    def _hit(self, index: int, fired: int) -> Hit | None:
         ref_counts = self.ref_counts
         assert ref_counts is not None
-        window = self.recent.maxlen or 1
-        tail = values[max(0, index + 1 - window) : index + 1]
-        older = list(self.recent)[-(window - len(tail)) :] if len(tail) < window else []
-        current = Counter([*older, *tail])
+        current = Counter(self._recent())
         detector = self.detectors[fired].describe()
-        at = self.seen + index + 1
         self.ref_counts = None
         self.building = []
-        if not self.rearm.fresh(self.drift_type, at):
+        if not self.rearm.fresh(self.drift_type, self.seen):
             return None
         return categorical_hit(
             index, self.drift_type, ref_counts, current, fired, self.codes, detector
         )
 
+    def _recent(self) -> list[Any]:
+        """The last ``window`` values, oldest first."""
+        if self.recent_len < self.window:
+            return self.recent[: self.recent_len]
+        return self.recent[self.recent_head :] + self.recent[: self.recent_head]
 
-__all__ = ["CategoricalTracker", "Hit", "NumericTracker", "RateTracker"]
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "spec": self.spec,
+            "settings": self.settings,
+            "ref_size": self.ref_size,
+            "drift_type": self.drift_type,
+            "building": list(self.building),
+            "ref_counts": self.ref_counts,
+            "codes": self.codes,
+            "detectors": self.detectors,
+            "window": self.window,
+            "recent": self._recent(),
+            "counts": np.asarray(self.counts).copy(),
+            "cnt": self.cnt,
+            "seen": self.seen,
+            "rearm": self.rearm,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.k = state["k"]
+        self.scale = block_scale(self.k)
+        self.spec = state["spec"]
+        self.settings = state["settings"]
+        self.ref_size = state["ref_size"]
+        self.drift_type = state["drift_type"]
+        self.building = state["building"]
+        self.ref_counts = state["ref_counts"]
+        self.codes = state["codes"]
+        self.detectors = state["detectors"]
+        self.window = state["window"]
+        recent = state["recent"]
+        self.recent = list(recent) + [None] * (self.window - len(recent))
+        self.recent_len = len(recent)
+        self.recent_head = len(recent) % self.window
+        self.counts = state["counts"]
+        self.cnt = state["cnt"]
+        self.seen = state["seen"]
+        self.rearm = state["rearm"]
+
+
+__all__ = ["CategoricalTracker", "Hit", "NumericTracker", "RateTracker", "Tracker"]

@@ -1,4 +1,4 @@
-"""How event values become tracker input: shared by the engine and the compiled loop."""
+"""How event values become tracker input (compiled: C types in values.pxd)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Running a partition's core over records in batches, and comparing two runs: shared by
-the tests that hold the compiled loop to the reference path (test_kernel*.py)."""
+the tests that hold the compiled core to the same source run uncompiled (``pure.py``) and
+to the oracle (test_kernel*.py, test_fast_path_shapes.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pure
 
-from detector.config import DetectionSettings, DetectorSpec
-from detector.core import _kernel
+from detector.config import DetectionSettings
 from detector.core.engine import PartitionDetectors
 from detector.core.records import BatchResult, Detection, InputRecord
 
@@ -23,10 +24,10 @@ DEFAULT = DetectionSettings()
 class Outcome:
     """Everything a run produced, totalled over its batches."""
 
-    core: PartitionDetectors
+    core: Any  # PartitionDetectors, compiled or not
     result: BatchResult
     active: int
-    slow: int  # events the compiled loop left to the reference path
+    admissions: int  # events that took full admission (a shape not seen before)
 
 
 def add_result(total: BatchResult, result: BatchResult) -> None:
@@ -41,6 +42,16 @@ def batches(n: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(n, start + size)) for start in range(0, n, size)]
 
 
+def new_core(settings: DetectionSettings, *, reference: bool) -> Any:
+    """A partition's core, compiled or (``reference``) the same source uncompiled."""
+    if not reference:
+        return PartitionDetectors(settings, "in", 0)
+    engine = pure.core().engine
+    return engine.PartitionDetectors(
+        engine.DetectionSettings.model_validate(settings.model_dump()), "in", 0
+    )
+
+
 def run_batches(
     records: Sequence[InputRecord],
     batch: int,
@@ -50,46 +61,43 @@ def run_batches(
     restore_at: Sequence[int] = (),
     periodic: bool = False,
     max_bytes: int | None = None,
-    core: PartitionDetectors | None = None,
+    core: Any = None,
 ) -> Outcome:
-    """Process in batches of ``batch``. At each of ``restore_at`` (after the batch that
+    """Process in batches of ``batch``, on the compiled core or (``reference``) the same
+    source uncompiled. At each of ``restore_at`` (after the batch that
     reaches it) continue on a core restored from the changelog: the entries of every
     snapshot so far, the latest per model. ``periodic``: a snapshot after every batch (as
     the runner checkpoints), else a snapshot at each restore only. ``max_bytes``: the
     message size limit. ``core``: continue on this one."""
+    engine: Any = pure.core().engine if reference else None
+    if reference:
+        settings = engine.DetectionSettings.model_validate(settings.model_dump())
+    cls = engine.PartitionDetectors if reference else PartitionDetectors
     if core is None:
-        core = PartitionDetectors(settings, "in", 0, reference=reference)
-    slow = 0
+        core = cls(settings, "in", 0)
+    admissions = 0
 
-    def count(core: PartitionDetectors) -> None:
+    def count(core: Any) -> None:
         if max_bytes is not None:
             core.set_max_message_bytes(max_bytes)
-        process_one = core._process_one
-
-        def counted(*args: Any) -> None:
-            nonlocal slow
-            slow += 1
-            process_one(*args)
-
-        core._process_one = counted  # type: ignore[method-assign]
 
     count(core)
     total = BatchResult()
     changelog: dict[str, bytes] = {}
     cuts = sorted(restore_at)
     for start, end in batches(len(records), batch):
+        before = core.full_admissions
         add_result(total, core.process(records[start:end]))
+        admissions += core.full_admissions - before
         restore = bool(cuts) and end >= cuts[0]
         while cuts and end >= cuts[0]:
             cuts.pop(0)
         if periodic or restore:
             changelog.update(core.snapshot())
         if restore:
-            core = PartitionDetectors.restore(settings, "in", 0, changelog)
-            core.reference = reference
+            core = cls.restore(settings, "in", 0, changelog)
             count(core)
-    del core._process_one
-    return Outcome(core, total, core.active_detectors, slow)
+    return Outcome(core, total, core.active_detectors, admissions)
 
 
 def canon(obj: Any) -> Any:
@@ -104,22 +112,25 @@ def canon(obj: Any) -> Any:
         return ("array", obj.dtype.str, obj.shape, obj.tobytes())
     if isinstance(obj, np.generic):
         return canon(obj.item())
-    if isinstance(obj, _kernel.Tracker):
-        return (type(obj).__name__, canon(obj.__getstate__()))  # type: ignore[attr-defined]
-    if isinstance(obj, _kernel.Detector):
+    # Compiled and uncompiled objects are of different classes: compared by name and state.
+    name = type(obj).__name__
+    if name in ("RateTracker", "NumericTracker", "CategoricalTracker"):
+        return (name, canon(obj.__getstate__()))
+    if name == "Adwin":
+        return (name, canon(obj.__reduce__()[1:]))
+    if name == "RiverDetector":
         # Pickled twice: the bytes of a first pickle depend on string identities (memo),
         # which a restore does not keep; a second pickle of the restored object is stable.
-        return (type(obj).__name__, pickle.dumps(pickle.loads(pickle.dumps(obj))))
-    if isinstance(obj, DetectionSettings | DetectorSpec):
+        return (name, pickle.dumps(pickle.loads(pickle.dumps(obj.det))))
+    if name in ("DetectionSettings", "DetectorSpec"):
         return repr(obj)
     if hasattr(obj, "last") and hasattr(obj, "window"):  # hits.Rearm
         return ("rearm", obj.window, dict(obj.last))
     return obj
 
 
-def model_state(core: PartitionDetectors) -> dict[str, Any]:
-    """Each model's state as the snapshot holds it (all but the signature cache, which
-    only the reference path fills)."""
+def model_state(core: Any) -> dict[str, Any]:
+    """Each model's state as the snapshot holds it."""
     view: dict[str, Any] = {}
     for model, state in core.models.items():
         monitors = [
@@ -165,8 +176,13 @@ def assert_same(got: Outcome, expected: Outcome, what: str = "") -> None:
     for i, (x, y) in enumerate(zip(a, b, strict=False)):
         assert detection_view(x) == detection_view(y), f"{what}: detection {i} differs:\n{x}\n{y}"
     assert len(a) == len(b), f"{what}: {len(a)} detections, expected {len(b)}"
-    got_rejections = [(r.record, r.reason, r.detail) for r in got.result.rejections]
-    expected_rejections = [(r.record, r.reason, r.detail) for r in expected.result.rejections]
+
+    def rejections(outcome: Outcome) -> list[Any]:  # records compared by value (classes differ)
+        return [
+            (dataclasses.astuple(r.record), r.reason, r.detail) for r in outcome.result.rejections
+        ]
+
+    got_rejections, expected_rejections = rejections(got), rejections(expected)
     for i, (x, y) in enumerate(zip(got_rejections, expected_rejections, strict=False)):
         assert x == y, f"{what}: rejection {i} differs:\n{x}\n{y}"
     assert len(got_rejections) == len(expected_rejections), f"{what}: rejection count"

@@ -7,6 +7,7 @@ import random
 
 import orjson
 import pytest
+from kernel_support import new_core
 
 from detector.config import DetectionSettings, DetectorSpec, FeatureSettings, ModelSettings
 from detector.core.engine import PartitionDetectors
@@ -266,7 +267,7 @@ def _event(i: int, ts: int, **features: object) -> dict[str, object]:
 
 
 class TestHostileValues:
-    @pytest.mark.parametrize("reference", [False, True])
+    @pytest.mark.parametrize("reference", [False, True], ids=["compiled", "uncompiled"])
     def test_values_near_the_double_limit_do_not_stop_processing(self, reference: bool) -> None:
         """A reference sample holding 1e200 overflows its standard deviation. The change is
         still reported, with null effect size and std, on both paths; nothing raises."""
@@ -278,7 +279,7 @@ class TestHostileValues:
             + [rng.gauss(0, 0.001) for _ in range(400)]
         )
         events = [_event(i, 1000 + i, x=x) for i, x in enumerate(xs)]
-        core = PartitionDetectors(settings, "in", 0, reference=reference)
+        core = new_core(settings, reference=reference)
         detections = core.process(_records(events)).detections
         assert [(d.offset, d.drift_type) for d in detections][:1] == [(527, "variance")]
         first = detections[0]
@@ -288,7 +289,7 @@ class TestHostileValues:
 
 
 class TestSnapshots:
-    @pytest.mark.parametrize("reference", [False, True])
+    @pytest.mark.parametrize("reference", [False, True], ids=["compiled", "uncompiled"])
     def test_sweep_by_a_refused_event_reaches_the_changelog(self, reference: bool) -> None:
         """A refused event (too many features) that sweeps stale features changes the
         model's state: the next snapshot carries it, so a restored partition has forgotten
@@ -301,11 +302,11 @@ class TestSnapshots:
                 _event(2, 5000, a=1.0, c=1.0),
             ]
         )
-        core = PartitionDetectors(settings, "in", 0, reference=reference)
+        core = new_core(settings, reference=reference)
         changelog: dict[str, bytes] = {}
         for record in stream[:2]:
             core.process([record])
             changelog.update(core.snapshot())
-        restored = PartitionDetectors.restore(settings, "in", 0, changelog)
+        restored = type(core).restore(core.settings, "in", 0, changelog)
         restored.process(stream[2:])
         assert list(restored.models["m"].features) == ["a", "c"]

@@ -1,8 +1,9 @@
 """The import structure: the core depends on nothing outside it, no import cycles, and
 ``import detector`` (and so ``detector --help``) stays cheap.
 
-The module graph is read from the source (an AST walk over ``detector/**/*.py``, the
-import statements of ``_kernel.pyx``, and the ``.pyi`` stubs for the direction check), not
+The module graph is read from the source (an AST walk over ``detector/**/*.py``; the
+compiled modules are those same files, their ``.pxd`` declarations only ``cimport`` what the
+``.py`` imports), not
 from what happens to be imported at run time. An import inside a function counts: it runs
 as soon as the function does. One under ``if TYPE_CHECKING:`` (or in a stub) never runs:
 it counts for the direction of dependencies, not for cycles.
@@ -26,21 +27,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "detector"
 
-#: Cycles that need a change to the compiled kernel (detector/core/_kernel.pyx), left for
-#: that change (issue 9, "Dependency direction"). Each is written from its first module in
-#: sorted order. A cycle not listed here fails the test; so does a listed one that is gone
-#: (remove it from this list then).
-KNOWN_CYCLES: set[tuple[str, ...]] = {
-    # _kernel._build() imports build_detector; detectors.py imports AdwinFast and
-    # RiverDetector from the kernel.
-    ("detector.core._kernel", "detector.core.detectors"),
-    # _kernel.run() imports ERROR, PREDICTION, SWEEP_EVERY and with_missing_rates from the
-    # engine; the engine imports the kernel's trackers and run().
-    ("detector.core._kernel", "detector.core.engine"),
-}
+#: Cycles known and left for later, each written from its first module in sorted order
+#: (none since the compiled kernel became the core's own modules). A cycle not listed here
+#: fails the test; so does a listed one that is gone (remove it from this list then).
+KNOWN_CYCLES: set[tuple[str, ...]] = set()
 
-#: Imports from the core to outside it that are known and left for later (none: the stub
-#: _kernel.pyi imports DetectionSettings and DetectorSpec from detector.core.settings).
+#: Imports from the core to outside it that are known and left for later (none).
 KNOWN_OUTSIDE_IMPORTS: set[tuple[str, str]] = set()
 
 
@@ -175,14 +167,14 @@ def _simple_cycles(graph: dict[str, set[str]]) -> set[tuple[str, ...]]:
 
 def test_the_graph_is_read() -> None:
     """The walk finds the imports it must: at module level, in functions, under
-    TYPE_CHECKING, and in the Cython kernel (top level and in functions)."""
+    TYPE_CHECKING, and between the compiled modules of the core."""
     found = {(e.source, e.target, e.kind) for e in EDGES}
     assert ("detector.config", "detector.core.settings", "module") in found
     assert ("detector.config", "detector.core.detectors", "function") in found
-    assert ("detector.core.detectors", "detector.core.settings", "typing") in found
-    assert ("detector.core._kernel", "detector.core.hits", "module") in found
-    assert ("detector.core._kernel", "detector.core.events", "module") in found
-    assert ("detector.core.engine", "detector.core._kernel", "module") in found
+    assert ("detector.core.detectors", "detector.core.settings", "module") in found
+    assert ("detector.core.trackers", "detector.core.hits", "module") in found
+    assert ("detector.core.trackers", "detector.core.detectors", "module") in found
+    assert ("detector.core.engine", "detector.core.trackers", "module") in found
 
 
 def test_the_core_imports_nothing_from_outside_the_core() -> None:
@@ -322,11 +314,10 @@ def test_settings_types_are_the_cores() -> None:
 def test_detector_names_are_the_known_river_detectors() -> None:
     from river import drift
 
-    from detector.core.detectors import KNOWN_DETECTORS
+    from detector.core.detectors import river_class
     from detector.core.settings import DETECTOR_NAMES
 
-    assert list(KNOWN_DETECTORS) == list(DETECTOR_NAMES)
-    assert all(KNOWN_DETECTORS[name] is getattr(drift, name) for name in DETECTOR_NAMES)
+    assert all(river_class(name) is getattr(drift, name) for name in DETECTOR_NAMES)
 
 
 def test_state_pickled_before_the_move_still_loads() -> None:

@@ -5,8 +5,9 @@
 - The restricted unpickler allows exactly the globals real state holds, and refuses
   anything else, at any depth, with StateFormatError naming the model and the global,
   without running it (the sidecar then exits 3).
-- Restored state is checked: what the compiled trackers index memory with is in range.
-- Each entry records the River version that wrote it; another River series is refused.
+- Restored state is checked: what the compiled code indexes memory with is in range.
+- Each entry records the River version that wrote it; state holding River objects written
+  by another River series is refused, state without them (native ADWIN) is read.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from river import drift
 
 from detector import cli
 from detector.core import state as state_format
-from detector.core.detectors import KNOWN_DETECTORS
+from detector.core.detectors import RiverDetector
 from detector.core.engine import PartitionDetectors
-from detector.core.settings import DetectionSettings
+from detector.core.settings import DETECTOR_NAMES, DetectionSettings
 from detector.core.state import (
     ALLOWED,
+    ALLOWED_LEGACY,
     FORMAT_VERSION,
     MAGIC,
     StateFormatError,
@@ -44,9 +47,8 @@ from detector.core.state import (
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "state"
 RELEASES = sorted(p for p in FIXTURES.iterdir() if (p / "meta.json").exists())
-#: Names only entries of earlier releases (or another numpy) use: the settings classes
-#: lived in detector.config until format version 3; numpy 1.x names numpy.core.
-LEGACY = {k for k in ALLOWED if k[0] == "detector.config" or k[0].startswith("numpy.core.")}
+#: Names only another numpy uses (numpy 1.x names numpy.core).
+LEGACY = {k for k in ALLOWED if k[0].startswith("numpy.core.")}
 
 
 def _maker() -> ModuleType:
@@ -99,11 +101,12 @@ def _payload(blob: bytes) -> bytes:
 def _globals(blob: bytes) -> set[tuple[str, str]]:
     """The globals an entry names (read with the real unpickler: test data is trusted)."""
     names: set[tuple[str, str]] = set()
+    table = ALLOWED if blob[4] == FORMAT_VERSION else ALLOWED_LEGACY
 
     class Recording(pickle.Unpickler):
         def find_class(self, module: str, name: str) -> Any:
             names.add((module, name))
-            return ALLOWED[(module, name)]()
+            return table[(module, name)]()
 
     Recording(io.BytesIO(_payload(blob))).load()
     return names
@@ -158,7 +161,16 @@ class TestEarlierReleases:
         names = set().union(*map(_globals, old.entries.values()))
         assert ("detector.config", "DetectorSpec") in names
         assert {"ADWIN", "PageHinkley", "KSWIN"} <= {d["detector"] for d in old.detections}
-        assert names <= set(ALLOWED)
+        assert names <= set(ALLOWED_LEGACY)
+
+    def test_version_3_fixture_exercises_the_adwin_migration(self) -> None:
+        """The format 3 fixture holds River's ADWIN inside AdwinFast (read into the native
+        ADWIN) and the trackers under detector.core._kernel."""
+        old = Release(FIXTURES / "v3")
+        assert {blob[4] for blob in old.entries.values()} == {3}
+        names = set().union(*map(_globals, old.entries.values()))
+        assert {("detector.core._kernel", "AdwinFast"), ("river.drift.adwin", "ADWIN")} <= names
+        assert names <= set(ALLOWED_LEGACY)
 
 
 class TestAllowList:
@@ -172,7 +184,7 @@ class TestAllowList:
             for spec in [model, *model.get("features", {}).values()]
             if "detector" in spec
         }
-        assert kinds == set(KNOWN_DETECTORS)
+        assert kinds == set(DETECTOR_NAMES)
         entries = {model: encode_model(state) for model, state in live.models.items()}
         names = set().union(*map(_globals, entries.values()))
         assert names == set(ALLOWED) - LEGACY
@@ -247,7 +259,7 @@ class TestHostileEntries:
         """A hostile object anywhere in otherwise real state is refused the same way."""
         marker = tmp_path / "ran"
         state = _live_state(live, "fraud")
-        state.refused = _Call(os.system, f"touch {marker}")
+        state.features["evil"] = _Call(os.system, f"touch {marker}")
         with pytest.raises(StateFormatError, match=r"model 'fraud' refers to \w+\.system"):
             PartitionDetectors.restore(live.settings, "in", 0, {"fraud": encode_model(state)})
         assert not marker.exists()
@@ -256,7 +268,7 @@ class TestHostileEntries:
         """A tracker class is only usable as _restore's argument: building one with
         ``__new__`` alone (uninitialised buffers) is refused."""
         payload = (
-            b"\x80\x05\x8c\x15detector.core._kernel\x94\x8c\x0bRateTracker\x94\x93\x94)\x81\x94."
+            b"\x80\x05\x8c\x16detector.core.trackers\x94\x8c\x0bRateTracker\x94\x93\x94)\x81\x94."
         )
         with pytest.raises(StateFormatError, match="model 'm'"):
             _restore(_entry(payload))
@@ -312,13 +324,13 @@ class TestInconsistentState:
 
     def test_missing_detector(self, live: PartitionDetectors) -> None:
         state = _live_state(live, "fraud")
-        state.features["score"].missing.detector = None
+        _tamper_tracker(state.features["score"].missing, detector=None)
         self._refused(live, state, "has a detector that is a NoneType")
 
     def test_category_code_out_of_range(self, live: PartitionDetectors) -> None:
         state = _live_state(live, "fraud")
         tracker = state.features["channel"].values
-        codes = dict.fromkeys(tracker.codes, 0)
+        codes = dict.fromkeys(tracker.__getstate__()["codes"], 0)
         codes[next(iter(codes))] = 99
         _tamper_tracker(tracker, codes=codes)
         self._refused(live, state, "category codes")
@@ -326,20 +338,46 @@ class TestInconsistentState:
     def test_river_detector_with_extra_attributes(self, live: PartitionDetectors) -> None:
         """An attribute that would shadow a River method is refused."""
         state = _live_state(live, "fraud")
-        adwin = state.features["score"].missing.detector.__reduce__()[1][0]
-        adwin.update = Counter
-        self._refused(live, state, "ADWIN with other attributes than River's")
+        river = drift.PageHinkley()
+        river.update = Counter  # type: ignore[method-assign]
+        _tamper_tracker(
+            state.features["score"].missing, detector=RiverDetector("PageHinkley", river)
+        )
+        self._refused(live, state, "PageHinkley with other attributes than River's")
 
     def test_invalid_detector_spec(self, live: PartitionDetectors) -> None:
         state = _live_state(live, "fraud")
-        spec = state.features["score"].values.spec
+        spec = state.features["score"].values.__getstate__()["spec"]
         spec.__dict__["name"] = "Evil"
         self._refused(live, state, "invalid DetectorSpec")
 
-    def test_unknown_model_state_attribute(self, live: PartitionDetectors) -> None:
+    @pytest.mark.parametrize("length", [-1, 6, 1 << 40])
+    def test_adwin_row_length_out_of_range(self, live: PartitionDetectors, length: int) -> None:
+        """ADWIN's row lengths index its bucket arrays unchecked."""
         state = _live_state(live, "fraud")
-        state.extra = 1
-        self._refused(live, state, r"unknown attributes \['extra'\]")
+        adwin = state.features["score"].missing.__getstate__()["detector"]
+        _cls, _params, window = adwin.__reduce__()
+        window["lengths"] = window["lengths"].copy()
+        window["lengths"][0] = length
+        adwin.__setstate__(window)
+        self._refused(live, state, "ADWIN row with other than 0 to 5 buckets")
+
+    def test_adwin_width_not_its_buckets(self, live: PartitionDetectors) -> None:
+        state = _live_state(live, "fraud")
+        adwin = state.features["score"].missing.__getstate__()["detector"]
+        _cls, _params, window = adwin.__reduce__()
+        window["width"] += 1.0
+        adwin.__setstate__(window)
+        self._refused(live, state, "ADWIN whose width is not the sum of its buckets")
+
+    def test_unknown_model_state_attribute_of_format_3(self) -> None:
+        """A format 3 model state is a plain object: one with unknown attributes is refused."""
+        payload = (
+            b"\x80\x02cdetector.core.engine\nModelState\n)\x81}("
+            b"X\x08\x00\x00\x00features}X\x05\x00\x00\x00extraK\x01ub."
+        )
+        with pytest.raises(StateFormatError, match=r"unknown attributes \['extra'\]"):
+            _restore(_entry(payload, version=3))
 
     def test_not_model_state(self) -> None:
         with pytest.raises(StateFormatError, match="'m' is not valid detector state"):
@@ -355,12 +393,21 @@ class TestVersions:
         assert blob[6 : 6 + blob[5]].decode() == version("river")
 
     def test_another_river_series_is_refused_naming_both(self, live: PartitionDetectors) -> None:
-        payload = _payload(encode_model(live.models["fraud"]))
+        """State holding River objects (churn's PageHinkley) is River's series' only."""
+        payload = _payload(encode_model(live.models["churn"]))
         with pytest.raises(StateFormatError) as caught:
-            _restore(_entry(payload, river="0.25.3"), "fraud")
+            _restore(_entry(payload, river="0.25.3"), "churn")
         message = str(caught.value)
-        assert "model 'fraud' was written with River 0.25.3" in message
+        assert "model 'churn' was written with River 0.25.3" in message
         assert f"this build runs River {river_version()}" in message
+
+    def test_state_without_river_objects_is_read_under_any_river(
+        self, live: PartitionDetectors
+    ) -> None:
+        """fraud's detectors are all ADWIN, native since format 4: no River object inside."""
+        payload = _payload(encode_model(live.models["fraud"]))
+        state = decode_model(_entry(payload, river="0.25.3"), "fraud")
+        assert set(state.features) == set(live.models["fraud"].features)
 
     def test_same_series_other_patch_release_is_read(self, live: PartitionDetectors) -> None:
         major, minor = river_version().split(".")[:2]
@@ -373,8 +420,8 @@ class TestVersions:
     ) -> None:
         running = ".".join(river_version().split(".")[:2])
         monkeypatch.setattr(state_format, "RIVER_UPGRADES", frozenset({("0.25", running)}))
-        payload = _payload(encode_model(live.models["fraud"]))
-        decode_model(_entry(payload, river="0.25.3"), "fraud")
+        payload = _payload(encode_model(live.models["churn"]))
+        decode_model(_entry(payload, river="0.25.3"), "churn")
 
     @pytest.mark.parametrize("tag", [b"", b"x.y", b"0.26\xff"])
     def test_corrupt_river_version_header(self, tag: bytes) -> None:
@@ -396,18 +443,19 @@ class TestVersions:
         with pytest.raises(
             StateFormatError,
             match=f"format version 1; this build reads version {FORMAT_VERSION} "
-            r"\(and migrates version 2\)",
+            r"\(and migrates version 2, 3\)",
         ):
             _restore(MAGIC + b"\x01" + pickle.dumps(1))
 
     def test_panic_in_river_state_is_a_format_error(self, live: PartitionDetectors) -> None:
-        """River's Rust state that does not decode panics (a BaseException): still a
-        StateFormatError, so still exit code 3 and one line."""
-        state = _live_state(live, "fraud")
-        adwin = state.features["score"].missing.detector.__reduce__()[1][0]
+        """River's Rust state (ADWIN's, in format 3 entries) that does not decode panics (a
+        BaseException): still a StateFormatError, so still exit code 3 and one line."""
+        adwin = drift.ADWIN()
+        for x in range(100):
+            adwin.update(float(x % 7))
         rust_state = adwin._helper.__reduce_ex__(5)[2]
-        blob = encode_model(state)
-        assert blob.count(rust_state) >= 1
+        blob = _entry(pickle.dumps(adwin, protocol=5), version=3)
+        assert blob.count(rust_state) == 1
         blob = blob.replace(rust_state, b"\xff" * len(rust_state))
         with pytest.raises(StateFormatError, match=r"'fraud' is corrupt \(PanicException"):
             PartitionDetectors.restore(live.settings, "in", 0, {"fraud": blob})

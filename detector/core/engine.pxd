@@ -1,0 +1,99 @@
+# C declarations for engine.py (Cython's pure-Python mode: the .py is the code, this file
+# only gives it C types). Read engine.py; change the two together.
+cimport cython
+
+from detector.core.events cimport PredictionEvent
+from detector.core.trackers cimport CategoricalTracker, NumericTracker, RateTracker
+
+cdef int IGNORED, NUMERIC, CATEGORICAL, NULL_ONLY, CONFIGURED
+
+
+cdef class FeatureMonitor:
+    cdef public str fingerprint
+    cdef public object kind
+    cdef public long long last_seen_ms
+    cdef public RateTracker missing
+    cdef public object values
+
+
+cdef class ModelState:
+    cdef public dict features
+    cdef public object prediction_kind
+    cdef public FeatureMonitor prediction
+    cdef public RateTracker error
+    cdef public long long latest_ms
+    cdef public long long events
+    cdef public long long refused
+
+
+cdef int _slot_kind(FeatureMonitor monitor, object configured) except -1
+
+@cython.locals(t=type)
+cdef bint _fits(int kind, object value) noexcept
+
+
+cdef class Layout:
+    cdef str model
+    cdef ModelState state
+    cdef list keys
+    cdef dict index
+    cdef Py_ssize_t slots
+    cdef int[::1] kinds
+    cdef Py_ssize_t[::1] ranks
+    cdef Py_ssize_t[::1] order
+    cdef long long[::1] stamp
+    cdef long long epoch
+    cdef list monitors
+    cdef FeatureMonitor prediction
+    cdef bint prediction_numeric
+    cdef Py_ssize_t prediction_rank
+    cdef RateTracker error
+    cdef Py_ssize_t processed
+
+    @cython.locals(t=type, features=dict, p=Py_ssize_t, j=Py_ssize_t)
+    cdef bint admits(self, PredictionEvent event) except -1
+
+    cdef void flush(self, PartitionDetectors engine, object result) except *
+
+
+cdef list _add(list hits, Py_ssize_t rank, int sub, str name, object hit)
+
+
+cdef class PartitionDetectors:
+    cdef public object settings
+    cdef public str topic
+    cdef public long long partition
+    cdef public dict models
+    cdef dict _layouts
+    cdef set _dirty
+    cdef Py_ssize_t _max_bytes
+    cdef public long long full_admissions
+
+    @cython.locals(i=Py_ssize_t, layout=Layout)
+    cpdef object process_batch(self, object offsets, object values, object timestamps=*)
+
+    @cython.locals(event=PredictionEvent, layout=Layout)
+    cdef void _event(
+        self, object offset, object raw, object timestamps, Py_ssize_t index, object result,
+        list touched,
+    ) except *
+
+    cdef void _reject(
+        self, object offset, object raw, object timestamps, Py_ssize_t index, object exc,
+        object result,
+    ) except *
+
+    @cython.locals(
+        state=ModelState, ts=cython.longlong, hits=list, p=Py_ssize_t, j=Py_ssize_t,
+        kind=int, monitor=FeatureMonitor, numbers=NumericTracker,
+        categories=CategoricalTracker, epoch=cython.longlong, error=RateTracker,
+    )
+    cdef void _feed(
+        self, Layout layout, PredictionEvent event, object offset, Py_ssize_t index,
+        object result,
+    ) except *
+
+    @cython.locals(state=ModelState, monitor=FeatureMonitor)
+    cpdef ModelState _admit(self, PredictionEvent event, object result)
+
+    cpdef Py_ssize_t _expire(self, str model, ModelState state, long long now_ms) except -1
