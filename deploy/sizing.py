@@ -45,6 +45,66 @@ from pathlib import Path
 from typing import Any
 
 TOPIC = "sizing"
+
+#: Measured by this script (``python deploy/sizing.py`` and ``--features 40 --events 40000``,
+#: Intel Xeon, 2 cores, Python 3.11.7; deploy/README.md "Sizing"), rounded up. The
+#: manifests' memory limits are derived from these (tests/deploy check them).
+MEASURED = {
+    "rss_per_detector": 32_000,  # bytes; 26.5 KB at 10,000 events per model, 31.9 at 40,000
+    "detectors_per_feature": 4,  # 3.98: mean, variance, missing rate; categorical: 2
+    "changelog_per_detector": 3_100,  # bytes, pickled
+    "restore_per_detector_s": 30e-6,  # unpickle and rebuild, without reading Kafka
+    "process_rss": 133_000_000,  # bytes: interpreter, River, numpy, compiled core
+    "core_events_per_s_40_features": 108_000,  # one core, warm state, parse included
+}
+#: librdkafka's prefetch queue (queued.max.messages.kbytes, its default 65536 KB).
+FETCH_QUEUE_BYTES = 64 << 20
+#: Room for the checkpoint's pickled entries, the allocator, and estimates being estimates.
+HEADROOM = 1.25
+
+
+def state_bytes(partitions: int, models: int, features: int) -> float:
+    """Resident bytes of the detectors of ``partitions`` partitions of ``models`` models with
+    ``features`` features each (plus the prediction)."""
+    monitors = partitions * models * (features + 1)
+    return monitors * MEASURED["detectors_per_feature"] * MEASURED["rss_per_detector"]
+
+
+def memory_limit_bytes(partitions_per_pod: int, max_models: int, max_features: int) -> float:
+    """The memory a sidecar needs to hold ``partitions_per_pod`` partitions at the configured
+    limits (``detection.max_models``, ``detection.max_features_per_model``)."""
+    used = MEASURED["process_rss"] + FETCH_QUEUE_BYTES
+    used += state_bytes(partitions_per_pod, max_models, max_features)
+    return used * HEADROOM
+
+
+def plan(
+    events_per_s: float,
+    features: int,
+    models: int,
+    replicas: int,
+    partitions: int,
+    keyed_by_model: bool = True,
+) -> dict[str, float]:
+    """The worked example's arithmetic: CPU and memory per pod, changelog and restore."""
+    cores = events_per_s / MEASURED["core_events_per_s_40_features"] * (features + 1) / 41
+    # Keyed by model, a model's state lives in one partition; otherwise in every partition.
+    total_models = models if keyed_by_model else models * partitions
+    per_pod_worst = min(total_models, -(-partitions // max(replicas - 1, 1)) * models)
+    detectors = total_models * (features + 1) * MEASURED["detectors_per_feature"]
+    return {
+        "cores_total": cores,
+        "cores_per_pod": cores / replicas,
+        "memory_per_pod_bytes": (
+            MEASURED["process_rss"] + FETCH_QUEUE_BYTES + state_bytes(1, per_pod_worst, features)
+        )
+        * HEADROOM,
+        "changelog_bytes_total": detectors * MEASURED["changelog_per_detector"],
+        "changelog_bytes_per_s": detectors * MEASURED["changelog_per_detector"] / 2.0,
+        "restore_s_per_pod": detectors / replicas * MEASURED["restore_per_detector_s"],
+    }
+
+
 BATCH = 2_000
 CATEGORIES = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
 
@@ -217,10 +277,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=10_000, help="events per model")
     parser.add_argument("--config", help="a detector config file (its detection section)")
     parser.add_argument("--json", action="store_true", help="print JSON lines, not a table")
+    parser.add_argument(
+        "--plan",
+        nargs=5,
+        type=float,
+        metavar=("EVENTS_PER_S", "FEATURES", "MODELS", "REPLICAS", "PARTITIONS"),
+        help="print the sizing arithmetic from the MEASURED figures (no measurement)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     counts = [int(x) for x in str(args.features).split(",") if x]
+    if args.plan:
+        rate, features, models, replicas, partitions = args.plan
+        for keyed in (True, False):
+            figures = plan(rate, int(features), int(models), int(replicas), int(partitions), keyed)
+            print(
+                ("keyed by model: " if keyed else "not keyed:      ")
+                + json.dumps({k: round(v, 3) for k, v in figures.items()})
+            )
+        return 0
     if args.child:
         row = measure(counts[0], args.models, args.events, args.config, args.traced)
         print(json.dumps(row))
