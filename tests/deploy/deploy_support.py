@@ -83,3 +83,38 @@ def help_flags(command: str) -> frozenset[str] | None:
 def configmap_file(objects: tuple[Obj, ...], key: str) -> str:
     cm = find(objects, "ConfigMap", "drift-detector-config")
     return str(cm["data"][key])
+
+
+def dockerfile_instructions(path: Path = REPO / "Dockerfile") -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        instruction, _, rest = full.partition(" ")
+        out.append((instruction.upper(), rest.strip()))
+    return out
+
+
+def image_env() -> dict[str, str]:
+    """The ENV the runtime stage of the image sets (the lowest layer of a container's env)."""
+    env: dict[str, str] = {}
+    stages = 0
+    for instruction, rest in dockerfile_instructions():
+        if instruction == "FROM":
+            stages += 1
+            env = {}
+        elif instruction == "ENV":
+            for pair in rest.split():
+                key, _, value = pair.partition("=")
+                env[key] = value.strip('"')
+    return env

@@ -26,6 +26,7 @@ from deploy_support import (
     find,
     flags_of,
     help_flags,
+    image_env,
     rendered,
 )
 
@@ -65,11 +66,16 @@ def env_data(objects: tuple[Obj, ...]) -> dict[str, str]:
     return dict(find(objects, "ConfigMap", "drift-detector-env")["data"])
 
 
+def container_env(objects: tuple[Obj, ...]) -> dict[str, str]:
+    """What the process sees: the image's ENV, overridden by the env ConfigMap."""
+    return {**image_env(), **env_data(objects)}
+
+
 def sidecar_settings(objects: tuple[Obj, ...], tmp_path: Path) -> Any:
     """The sidecar's settings as the pod gets them: the mounted file and the env ConfigMap."""
     path = tmp_path / "detector.yaml"
     path.write_text(configmap_file(objects, "detector.yaml"))
-    return load_settings(path, env=env_data(objects))
+    return load_settings(path, env=container_env(objects))
 
 
 def router_settings(objects: tuple[Obj, ...], tmp_path: Path) -> Any:
@@ -82,7 +88,7 @@ def router_settings(objects: tuple[Obj, ...], tmp_path: Path) -> Any:
         text = text.replace(path, str(local))
     config = tmp_path / "router.yaml"
     config.write_text(text)
-    return load_router_settings(config, env=env_data(objects))
+    return load_router_settings(config, env=container_env(objects))
 
 
 # --- schemas -------------------------------------------------------------------------------
