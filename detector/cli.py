@@ -1,4 +1,4 @@
-"""The `detector` command: run, route, silence, broker, demo, replay, bench."""
+"""The `detector` command: run, route, silence, broker, demo, replay, calibrate, config, bench."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from detector.config import ConfigError, Settings, load_settings
+from detector.errors import TuningError
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
@@ -95,12 +96,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(events_per_model=args.events, seed=args.seed)
 
 
-def _cmd_replay(args: argparse.Namespace) -> int:
-    from detector.tuning.cli import replay_file
-
-    return replay_file(args.file, args.config, json_out=args.json)
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     from detector.bench import run_bench
 
@@ -125,11 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, default=20_000, help="events per model")
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=_cmd_demo)
-    replay = sub.add_parser("replay", help="replay a JSON-lines file of events through the core")
-    replay.add_argument("file")
-    replay.add_argument("--config")
-    replay.add_argument("--json", action="store_true", help="print alerts as JSON lines")
-    replay.set_defaults(func=_cmd_replay)
+    from detector.tuning.cli import add_commands as add_tuning_commands
+
+    add_tuning_commands(sub)
     bench = sub.add_parser("bench", help="measure throughput on the embedded broker")
     bench.add_argument("--output", default="docs/benchmarks.md")
     bench.add_argument("--events", type=int, default=200_000)
@@ -143,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except ConfigError as exc:
         print(f"detector: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except TuningError as exc:
+        print(f"detector: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         fatal = _fatal_errors()

@@ -103,11 +103,38 @@ class LogSettings(_Strict):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class CalibratedDetector(_Strict):
+    """What ``detector calibrate`` measured for one detector it set."""
+
+    #: Expected false alarms per event of this detector at the calibrated parameters.
+    false_alarms_per_event: float = Field(ge=0.0)
+    #: A 95 % interval of that rate (from the resampling), [low, high].
+    interval: tuple[float, float]
+    #: Median delay, in the model's events, for a one-standard-deviation mean shift (a
+    #: 20-point category move for categorical features), measured by injection.
+    expected_delay_events: float | None = None
+
+
+class CalibrationSettings(_Strict):
+    """Written by ``detector calibrate`` next to the detectors it set; read by
+    ``detector config explain`` (a value under a key named here is "calibrated"). The
+    detection core never reads it: it changes no detection."""
+
+    budget: str
+    rate: str
+    source: str
+    created_at: str
+    method: str = ""
+    #: Key paths below ``detection`` (``models.M.features.F.detector``) -> what was measured.
+    detectors: dict[str, CalibratedDetector] = Field(default_factory=dict)
+
+
 class Settings(_Strict):
     kafka: KafkaSettings = KafkaSettings()
     detection: DetectionSettings = DetectionSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
+    calibration: CalibrationSettings | None = None
 
 
 #: Environment variables and the key path each sets. KAFKA_BOOTSTRAP_SERVERS is honoured

@@ -11,3 +11,8 @@ from __future__ import annotations
 
 class ConfigError(Exception):
     """A configuration value is missing or invalid. The message says where and what."""
+
+
+class TuningError(Exception):
+    """A bad source, injected change or option of a tuning command (``detector replay``,
+    ``detector calibrate``): printed as one line, exit code 2."""

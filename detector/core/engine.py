@@ -28,13 +28,10 @@ import numpy as np
 from detector.core.events import InvalidEvent, PredictionEvent, check_feature_types, parse_event
 from detector.core.hits import Hit
 from detector.core.records import BatchResult, Detection, InputRecord, Rejection
-from detector.core.settings import DetectionSettings
+from detector.core.settings import ERROR, PREDICTION, DetectionSettings
 from detector.core.state import StateFormatError, decode_model, encode_model
 from detector.core.trackers import CategoricalTracker, NumericTracker, RateTracker, _restore
 from detector.core.values import categorical, is_error, kind_of, prediction_value
-
-PREDICTION = "__prediction__"
-ERROR = "__error__"
 
 #: Stale features are swept every this many admitted events of a model, and every this
 #: many events refused for lack of room for a new feature.

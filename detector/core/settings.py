@@ -18,6 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FeatureKind = Literal["numeric", "categorical"]
 
+#: The feature names under which the engine tracks a model's prediction and its error
+#: rate (alerts' ``feature``; config keys ``models.M.features.__prediction__``).
+PREDICTION = "__prediction__"
+ERROR = "__error__"
+
 #: The River drift detectors (``river.drift``) that accept real-valued input, by the name
 #: used in config files. :func:`detector.core.detectors.river_class` maps each to its
 #: class; kept here as names so that validating a config does not import River.
@@ -121,6 +126,8 @@ class DetectionSettings(_Strict):
 
 __all__ = [
     "DETECTOR_NAMES",
+    "ERROR",
+    "PREDICTION",
     "DetectionSettings",
     "DetectorSpec",
     "FeatureKind",
