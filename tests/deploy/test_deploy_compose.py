@@ -129,12 +129,16 @@ def _listening_port(pid: int, timeout_s: float = 20.0) -> int:
     while time.monotonic() < deadline:
         inodes = set()
         try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
+            fds = os.listdir(f"/proc/{pid}/fd")
         except FileNotFoundError:
             raise AssertionError("receiver exited") from None
+        for fd in fds:
+            try:  # a descriptor listed a moment ago may be closed by now (start-up imports)
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except FileNotFoundError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
         for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
             fields = line.split()
             if fields[9] in inodes and fields[3] == "0A":  # LISTEN
