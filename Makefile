@@ -15,7 +15,7 @@ CORE_SOURCES := $(foreach m,values events detectors trackers engine,detector/cor
 $(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[broker,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[broker,dev,tuning]'
 	touch $(STAMP)
 
 run: install
@@ -24,13 +24,22 @@ run: install
 # The router's tests run a real Alertmanager (Debian's prometheus-alertmanager).
 ALERTMANAGER := /usr/bin/prometheus-alertmanager
 
-test: install $(ALERTMANAGER)
+# The HTML report's test (tests/unit/test_report.py) opens it in headless Chromium
+# (Debian's chromium).
+CHROMIUM := /usr/bin/chromium
+
+test: install $(ALERTMANAGER) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 $(ALERTMANAGER):
 	@if [ "$$(id -u)" != 0 ]; then echo "make test needs $(ALERTMANAGER): run 'apt-get install prometheus-alertmanager' as root" >&2; exit 1; fi
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" != 0 ]; then echo "make test needs $(CHROMIUM): run 'apt-get install chromium' as root" >&2; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
 lint: install
 	$(BIN)/ruff check detector tests

@@ -32,6 +32,12 @@ def add_commands(sub: Any) -> None:
     )
     replay.add_argument("--summary", metavar="FILE", help="write the end-of-run summary as JSON")
     replay.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write a self-contained HTML report: per alerting feature a plot, the evidence, "
+        "the injected changes and the config (needs the 'tuning' extra: matplotlib)",
+    )
+    replay.add_argument(
         "--inject",
         metavar="SPEC",
         action="append",
@@ -41,9 +47,129 @@ def add_commands(sub: Any) -> None:
     )
     replay.add_argument("--seed", type=int, default=0, help="seed of the injected changes")
     replay.set_defaults(func=_cmd_replay)
+    _add_calibrate(sub)
     from detector.tuning.explain import add_parser as add_explain
 
     add_explain(sub)
+
+
+def _add_calibrate(sub: Any) -> None:
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="choose each detector's threshold for a false-alarm budget on your own data",
+        description="Resample a stable stretch of events (file, directory or kafka:// range), "
+        "count the false alarms of the sidecar's own core at loose settings, and write a "
+        "config whose detectors keep each model within BUDGET at RATE (docs/tuning.md).",
+    )
+    calibrate.add_argument("source", help="events.jsonl[.gz], a directory, or kafka://TOPIC?...")
+    _add_source_flags(calibrate)
+    calibrate.add_argument(
+        "--budget", required=True, help="false alarms allowed per model, e.g. '1 per week'"
+    )
+    calibrate.add_argument(
+        "--rate",
+        required=True,
+        action="append",
+        metavar="RATE",
+        help="each model's event rate, e.g. '50/s'; or MODEL=RATE, repeatable",
+    )
+    calibrate.add_argument("--model", help="calibrate this model only")
+    calibrate.add_argument("--output", required=True, metavar="FILE", help="the YAML to write")
+    calibrate.add_argument(
+        "--simulate",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="simulated events per setting and model (default 1,000,000)",
+    )
+    calibrate.add_argument(
+        "--block-length",
+        type=int,
+        default=1_000,
+        metavar="N",
+        help="events per resampled block (default 1,000; longer keeps longer dependence)",
+    )
+    calibrate.add_argument("--jobs", type=int, default=None, help="processes (default: cores)")
+    calibrate.add_argument("--seed", type=int, default=0, help="seed of the resampling")
+    calibrate.set_defaults(func=_cmd_calibrate)
+
+
+def _rates(values: list[str]) -> str | dict[str, str]:
+    if len(values) == 1 and "=" not in values[0]:
+        return values[0]
+    rates: dict[str, str] = {}
+    for value in values:
+        model, sep, rate = value.partition("=")
+        if not sep or not model:
+            raise TuningError(f"--rate: expected MODEL=RATE when several are given, got {value!r}")
+        rates[model] = rate
+    return rates
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import shlex
+    from datetime import UTC, datetime
+
+    from detector.config import read_config_tree
+    from detector.tuning.calibrate import CalibrationError, calibrate
+    from detector.tuning.calibrated_config import render
+    from detector.tuning.progress import Progress
+    from detector.tuning.sources import SourceError, open_source
+
+    settings = settings_for(args)
+    base, _ = read_config_tree(args.config)
+    if args.simulate < 10_000 or args.block_length < 1:
+        raise TuningError("--simulate: at least 10,000; --block-length: at least 1")
+    bar = Progress("calibrate", unit="simulated events")
+    seen = [0]
+
+    def shown(done: int, total: int) -> None:
+        seen[0] = done
+        bar.update(done, fraction=done / total)
+
+    try:
+        source = open_source(args.source, settings.kafka)
+        result = calibrate(
+            source.records(),
+            settings.detection,
+            source=args.source,
+            budget=args.budget,
+            rate=_rates(args.rate),
+            only_model=args.model,
+            simulated_events=args.simulate,
+            block_length=args.block_length,
+            seed=args.seed,
+            jobs=args.jobs,
+            max_message_bytes=settings.kafka.max_message_bytes,
+            progress=shown,
+        )
+    except (CalibrationError, SourceError) as exc:
+        raise TuningError(str(exc)) from None
+    bar.close(seen[0])
+    created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    words = [args.source, "--budget", args.budget]
+    for rate in args.rate:
+        words += ["--rate", rate]
+    words += ["--model", args.model] if args.model else []
+    if args.config:
+        words += ["--config", args.config]
+    words += ["--simulate", str(args.simulate), "--block-length", str(args.block_length)]
+    words += ["--seed", str(args.seed), "--output", args.output]
+    command = "detector calibrate " + shlex.join(words)
+    Path(args.output).write_text(render(result, base, created, command), encoding="utf-8")
+    for model in result.models:
+        rate, low, high = model.expected()
+        changed = sum(1 for f in model.features if f.spec is not None)
+        print(
+            f"model {model.model}: {changed} of {len(model.features)} detectors calibrated; "
+            f"expected {rate:.3g} false alarms per event (95% {low:.3g}..{high:.3g}), budget "
+            f"{model.budget_per_event:.3g}",
+            file=sys.stdout,
+        )
+        for warning in model.warnings:
+            print(f"  warning: {warning}", file=sys.stdout)
+    print(f"wrote {args.output}", file=sys.stdout)
+    return 0
 
 
 def _add_source_flags(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +191,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from detector.tuning.sources import SourceError, open_source
 
     settings = settings_for(args)
+    trace = None
+    if args.html:
+        from detector.tuning.report import require_matplotlib
+        from detector.tuning.trace import StreamTrace
+
+        require_matplotlib()  # before the run, not after it
+        trace = StreamTrace(settings.detection)
     try:
         injections = [parse_injection(spec) for spec in args.inject]
         source = open_source(args.source, settings.kafka)
@@ -74,6 +207,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             settings,
             injections=injections,
             seed=args.seed,
+            trace=trace,
             progress=progress,
         )
     except (InjectionError, SourceError) as exc:
@@ -86,6 +220,14 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         Path(args.summary).write_bytes(
             orjson.dumps(backtest.summary(), option=orjson.OPT_INDENT_2) + b"\n"
         )
+    if args.html:
+        from detector.tuning.report import write_report
+
+        assert trace is not None
+        try:
+            write_report(backtest, trace, args.html, config_file=args.config, seed=args.seed)
+        except OSError as exc:
+            raise TuningError(f"--html {args.html}: {exc.strerror or exc}") from None
     out = sys.stderr if args.json == "-" else sys.stdout
     print_tables(backtest, out)
     return 0

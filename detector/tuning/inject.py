@@ -268,7 +268,7 @@ def plan(injection: Injection, model_events: Sequence[dict[str, Any]]) -> Plan:
     return Plan(injection, start, missing=missing)
 
 
-def _changed(plan: Plan, value: Any, w: float, rng: random.Random) -> Any:
+def _changed(plan: Plan, value: Any, w: float, rng: random.Random | None) -> Any:
     kind = plan.injection.kind
     if kind in ("mean", "prediction", "scale") and (value is None or kind_of(value) != "numeric"):
         return value
@@ -279,9 +279,11 @@ def _changed(plan: Plan, value: Any, w: float, rng: random.Random) -> Any:
     if kind == "categorical":
         if value is None or categorical(value) == plan.category:
             return value
+        assert rng is not None
         return plan.category if rng.random() < w * plan.move else value
     if value is None:
         return value
+    assert rng is not None
     return None if rng.random() < w * plan.missing else value
 
 
@@ -305,7 +307,12 @@ def inject(
             w = injection.weight(position, resolved.start)
             if w == 0.0:
                 continue
-            rng = random.Random(f"{seed}/{index}/{position}")
+            # Only these kinds draw (seeding a generator per event is most of the cost).
+            rng = (
+                random.Random(f"{seed}/{index}/{position}")
+                if injection.kind in ("categorical", "missing")
+                else None
+            )
             if injection.feature == PREDICTION:
                 prediction = event.get("prediction")
                 if kind_of(prediction) != "numeric" or isinstance(prediction, bool):

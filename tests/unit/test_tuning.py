@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from tuning_support import SPECS
 
 from detector.cli import main
 from detector.config import Settings
@@ -17,14 +18,6 @@ from detector.tuning.inject import InjectionError, inject, parse_injection
 from detector.tuning.replay import replay
 from detector.tuning.sources import Bound, SourceError, open_source, parse_kafka_uri
 from detector.tuning.synthetic import StreamSpec, generate
-
-SPECS = (
-    "model=fraud,feature=amount,kind=mean,shift=1sd,at=0.5",
-    "model=fraud,feature=channel,kind=categorical,shift=20,at=20000",
-    "model=fraud,feature=score,kind=missing,to=0.3,at=0.8,ramp=1000",
-    "model=fraud,feature=latency,kind=scale,factor=3,at=0.4",
-    "model=fraud,kind=prediction,shift=1sd,at=0.2",
-)
 
 
 def _events(n: int = 30_000, seed: int = 5) -> list[dict[str, Any]]:
