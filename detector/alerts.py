@@ -31,6 +31,20 @@ def rfc3339(ms: int) -> str:
 
 
 def build_alert(detection: Detection, emitted_at_ms: int) -> dict[str, Any]:
+    trigger: dict[str, Any] = {
+        "topic": detection.topic,
+        "partition": detection.partition,
+        "offset": detection.offset,
+        "event_id": detection.event_id,
+    }
+    if detection.label is not None:  # a performance alert completed by a label event
+        label = detection.label
+        trigger["label"] = {
+            "topic": label["topic"],
+            "partition": label["partition"],
+            "offset": label["offset"],
+            "timestamp": rfc3339(label["timestamp_ms"]),
+        }
     return {
         "schema_version": SCHEMA_VERSION,
         "alert_id": alert_id(detection),
@@ -42,12 +56,7 @@ def build_alert(detection: Detection, emitted_at_ms: int) -> dict[str, Any]:
         "severity": detection.severity,
         "detected_at": rfc3339(detection.detected_at_ms),
         "emitted_at": rfc3339(emitted_at_ms),
-        "trigger": {
-            "topic": detection.topic,
-            "partition": detection.partition,
-            "offset": detection.offset,
-            "event_id": detection.event_id,
-        },
+        "trigger": trigger,
         "evidence": detection.evidence,
         "summary": detection.summary,
     }

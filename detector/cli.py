@@ -16,6 +16,9 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config file (flags and environment override it)")
     parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
     parser.add_argument("--input-topic", help="topic of prediction events")
+    parser.add_argument(
+        "--labels-topic", help="topic of label events, joined to predictions by event_id"
+    )
     parser.add_argument("--alert-topic", help="topic drift alerts are produced to")
     parser.add_argument(
         "--group-id", help="consumer group; instances in one group share partitions"
@@ -34,6 +37,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[tuple[str, ...], Any] = {
         ("kafka", "bootstrap_servers"): args.bootstrap_servers,
         ("kafka", "input_topic"): args.input_topic,
+        ("kafka", "labels_topic"): getattr(args, "labels_topic", None),
         ("kafka", "alert_topic"): args.alert_topic,
         ("kafka", "group_id"): args.group_id,
         ("kafka", "dead_letter_topic"): args.dead_letter_topic,

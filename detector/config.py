@@ -28,7 +28,10 @@ from detector.core.settings import DetectionSettings as DetectionSettings
 from detector.core.settings import DetectorSpec as DetectorSpec
 from detector.core.settings import FeatureKind as FeatureKind
 from detector.core.settings import FeatureSettings as FeatureSettings
+from detector.core.settings import LabelSettings as LabelSettings
 from detector.core.settings import ModelSettings as ModelSettings
+from detector.core.settings import PerformanceDetectorSpec as PerformanceDetectorSpec
+from detector.core.settings import PerformanceSettings as PerformanceSettings
 from detector.errors import ConfigError as ConfigError
 from detector.ops.secrets import is_secret_key
 
@@ -68,6 +71,9 @@ class KafkaSettings(KafkaClientSettings):
     """The sidecar's Kafka settings: the connection (inherited) and its topics."""
 
     input_topic: str = "predictions"
+    #: Label events (schemas/label-event.v1.json), joined to predictions by event_id;
+    #: co-partitioned with the input topic (docs/detection.md, "Delayed labels").
+    labels_topic: str | None = None
     alert_topic: str = "drift-alerts"
     group_id: str = "drift-detector"
     dead_letter_topic: str | None = None  # default: "<input_topic>.dlq"
@@ -143,6 +149,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "DETECTOR_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
     "DETECTOR_INPUT_TOPIC": ("kafka", "input_topic"),
+    "DETECTOR_LABELS_TOPIC": ("kafka", "labels_topic"),
     "DETECTOR_ALERT_TOPIC": ("kafka", "alert_topic"),
     "DETECTOR_GROUP_ID": ("kafka", "group_id"),
     "DETECTOR_DEAD_LETTER_TOPIC": ("kafka", "dead_letter_topic"),
@@ -284,6 +291,10 @@ def load_settings(
     if problem is not None:
         raise ConfigError(f"{source}: {problem}")
     _check_detectors(settings, source)
+    if settings.kafka.labels_topic:  # predictions wait for the labels topic's labels
+        labels = settings.detection.labels.model_copy(update={"join": True})
+        detection = settings.detection.model_copy(update={"labels": labels})
+        settings = settings.model_copy(update={"detection": detection})
     return settings
 
 

@@ -69,3 +69,11 @@ cdef class RiverDetector(Detector):
     cdef readonly object det
 
     cpdef bint step(self, double x) except -1
+
+
+cdef class BinaryDetector(Detector):
+    cdef readonly str name
+    cdef readonly object det
+    cdef bint inverted
+
+    cpdef bint step(self, double x) except -1

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from cython.cimports.libc.math import ldexp, log, sqrt  # C's libm compiled; math uncompiled
 
-from detector.core.settings import DETECTOR_NAMES, DetectorSpec
+from detector.core.settings import BINARY_DETECTOR_NAMES, DETECTOR_NAMES, DetectorSpec
 
 
 class Detector:
@@ -329,6 +329,52 @@ class RiverDetector(Detector):
         return (RiverDetector, (self.name, self.det))
 
 
+class BinaryDetector(Detector):
+    """One of River's binary detectors (``river.drift.binary``) on a 0/1 error stream.
+
+    Each is fed so that it reacts to a *rising* error rate: 1 = error for DDM, EDDM,
+    HDDM_A and HDDM_W (they watch the error rate), 1 = correct for FHDDM (it watches the
+    accuracy: fed errors, it fires when they fall). The performance tracker also drops
+    any detection whose current error rate is not above the reference's, whatever the
+    detector (``tests/unit/test_performance.py`` checks each direction).
+    """
+
+    def __init__(self, name: str, det: Any) -> None:
+        self.name = name
+        self.det = det
+        self.inverted = name == "FHDDM"
+
+    def step(self, x: float) -> bool:
+        error = 1 if x > 0.5 else 0
+        self.det.update(1 - error if self.inverted else error)
+        return bool(self.det.drift_detected)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.det._get_params())}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (BinaryDetector, (self.name, self.det))
+
+
+#: Config names of River's binary detectors and their classes in ``river.drift.binary``.
+_BINARY_CLASSES = {
+    "DDM": "DDM",
+    "EDDM": "EDDM",
+    "HDDM_A": "HDDMA",
+    "HDDM_W": "HDDMW",
+    "FHDDM": "FHDDM",
+}
+
+
+def binary_class(name: str) -> Any:
+    """The ``river.drift.binary`` class of a binary detector's config name."""
+    from river.drift import binary
+
+    if name not in BINARY_DETECTOR_NAMES:
+        raise ValueError(f"unknown binary detector {name!r}")
+    return getattr(binary, _BINARY_CLASSES[name])
+
+
 def river_class(name: str) -> Any:
     """The ``river.drift`` class of a detector name (River is imported here, on first use:
     the default detector, ADWIN, does not need it)."""
@@ -343,7 +389,17 @@ def build_detector(spec: DetectorSpec) -> Detector:
     """A fresh detector for ``spec``; raises TypeError/ValueError on bad parameters."""
     if spec.name == "ADWIN":
         return Adwin(**spec.params)
+    if spec.name in BINARY_DETECTOR_NAMES:
+        return BinaryDetector(spec.name, binary_class(spec.name)(**spec.params))
     return RiverDetector(spec.name, river_class(spec.name)(**spec.params))
 
 
-__all__ = ["Adwin", "Detector", "RiverDetector", "build_detector", "river_class"]
+__all__ = [
+    "Adwin",
+    "BinaryDetector",
+    "Detector",
+    "RiverDetector",
+    "binary_class",
+    "build_detector",
+    "river_class",
+]

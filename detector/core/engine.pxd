@@ -20,7 +20,7 @@ cdef class ModelState:
     cdef public dict features
     cdef public object prediction_kind
     cdef public FeatureMonitor prediction
-    cdef public RateTracker error
+    cdef public object performance
     cdef public long long latest_ms
     cdef public long long events
     cdef public long long refused
@@ -47,7 +47,7 @@ cdef class Layout:
     cdef FeatureMonitor prediction
     cdef bint prediction_numeric
     cdef Py_ssize_t prediction_rank
-    cdef RateTracker error
+    cdef object error
     cdef Py_ssize_t processed
 
     @cython.locals(t=type, features=dict, p=Py_ssize_t, j=Py_ssize_t)
@@ -68,6 +68,8 @@ cdef class PartitionDetectors:
     cdef set _dirty
     cdef Py_ssize_t _max_bytes
     cdef public long long full_admissions
+    cdef public object join
+    cdef public str labels_topic
 
     @cython.locals(i=Py_ssize_t, layout=Layout)
     cpdef object process_batch(self, object offsets, object values, object timestamps=*)
@@ -86,7 +88,7 @@ cdef class PartitionDetectors:
     @cython.locals(
         state=ModelState, ts=cython.longlong, hits=list, p=Py_ssize_t, j=Py_ssize_t,
         kind=int, monitor=FeatureMonitor, numbers=NumericTracker,
-        categories=CategoricalTracker, epoch=cython.longlong, error=RateTracker,
+        categories=CategoricalTracker, epoch=cython.longlong,
     )
     cdef void _feed(
         self, Layout layout, PredictionEvent event, object offset, Py_ssize_t index,

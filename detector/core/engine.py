@@ -21,17 +21,21 @@ plain Python too, with the same results (the tests run both).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from detector.core.events import InvalidEvent, PredictionEvent, check_feature_types, parse_event
 from detector.core.hits import Hit
+from detector.core.labels import KEY_PREFIX, Joined, JoinStateError, LabelJoin, parse_label
+from detector.core.performance import PerformanceTracker, legacy
+from detector.core.performance import fingerprint as performance_fingerprint
 from detector.core.records import BatchResult, Detection, InputRecord, Rejection
 from detector.core.settings import ERROR, PREDICTION, DetectionSettings
 from detector.core.state import StateFormatError, decode_model, encode_model
 from detector.core.trackers import CategoricalTracker, NumericTracker, RateTracker, _restore
-from detector.core.values import categorical, is_error, kind_of, prediction_value
+from detector.core.values import categorical, kind_of, prediction_value
 
 #: Stale features are swept every this many admitted events of a model, and every this
 #: many events refused for lack of room for a new feature.
@@ -122,7 +126,8 @@ class ModelState:
     features: dict[str, FeatureMonitor]
     prediction_kind: str | None
     prediction: FeatureMonitor | None
-    error: RateTracker | None
+    #: The performance tracker (a format 4 error-rate RateTracker until reconfigure()).
+    performance: Any
     latest_ms: int
     events: int
     refused: int
@@ -131,7 +136,7 @@ class ModelState:
         self.features = {}
         self.prediction_kind = None
         self.prediction = None
-        self.error = None
+        self.performance = None
         self.latest_ms = 0
         self.events = 0
         self.refused = 0
@@ -141,7 +146,7 @@ class ModelState:
             "features": self.features,
             "prediction_kind": self.prediction_kind,
             "prediction": self.prediction,
-            "error": self.error,
+            "performance": self.performance,
             "latest_ms": self.latest_ms,
             "events": self.events,
             "refused": self.refused,
@@ -151,7 +156,9 @@ class ModelState:
         self.features = state["features"]
         self.prediction_kind = state["prediction_kind"]
         self.prediction = state["prediction"]
-        self.error = state["error"]
+        # Format 4 and earlier: the error-rate tracker, made the performance tracker by
+        # PartitionDetectors.reconfigure (which every restore runs).
+        self.performance = state["performance"] if "performance" in state else state["error"]
         self.latest_ms = state["latest_ms"]
         self.events = state["events"]
         self.refused = state["refused"]
@@ -219,7 +226,7 @@ class Layout:
         self.prediction = prediction
         self.prediction_numeric = prediction.kind == "numeric"
         self.prediction_rank = len(known)
-        self.error = state.error
+        self.error = state.performance
         self.processed = 0
 
     def admits(self, event: PredictionEvent) -> bool:
@@ -294,6 +301,9 @@ class PartitionDetectors:
         self._dirty: set[str] = set()
         self._max_bytes = 1 << 62
         self.full_admissions = 0
+        #: The label join (None unless ``settings.labels.join``) and the labels topic's name.
+        self.join: LabelJoin | None = LabelJoin(settings.labels) if settings.labels.join else None
+        self.labels_topic = "labels"
 
     def set_max_message_bytes(self, limit: int) -> None:
         self._max_bytes = limit
@@ -330,6 +340,8 @@ class PartitionDetectors:
             self._event(offsets[i], values[i], timestamps, i, result, touched)
         for layout in touched:
             layout.flush(self, result)
+        if self.join is not None:
+            result.label_outcomes = self.join.take_outcomes()
         return result
 
     def _event(
@@ -433,9 +445,26 @@ class PartitionDetectors:
                 hits, layout.prediction_rank, 1, PREDICTION, with_missing_rates(hit, monitor)
             )
         label = event.label
-        if label is not None:
-            error = layout.error
-            hit = error.flag(is_error(watched, label), index)  # type: ignore[union-attr]
+        joined: Joined | None = None
+        if self.join is not None:
+            joined = self.join.prediction(
+                event.model,
+                event.event_id,
+                offset,
+                ts,
+                event.model_version,
+                event.prediction,
+                label,
+            )
+            if joined is not None:
+                self._joined(joined, result)
+                hit = self._performance(state, event.model).observe(
+                    joined.prediction, joined.label, index
+                )
+                if hit is not None:
+                    hits = _add(hits, layout.prediction_rank + 1, 0, ERROR, hit)
+        elif label is not None:
+            hit = layout.error.observe(event.prediction, label, index)
             if hit is not None:
                 hits = _add(hits, layout.prediction_rank + 1, 0, ERROR, hit)
         state.events += 1
@@ -445,7 +474,10 @@ class PartitionDetectors:
         if hits is not None:
             hits.sort(key=_hit_order)
             for item in hits:
-                result.detections.append(self._detection(item[2], offset, event, item[3]))
+                detection = self._detection(item[2], offset, event, item[3])
+                if joined is not None and joined.label_offset is not None and item[2] == ERROR:
+                    detection = _with_label(detection, self.labels_topic, self.partition, joined)
+                result.detections.append(detection)
         if state.events % SWEEP_EVERY == 0:
             result.expired += self._expire(event.model, state, state.latest_ms)
 
@@ -525,15 +557,85 @@ class PartitionDetectors:
             state.prediction_kind = kind
         if state.prediction is None:
             state.prediction = FeatureMonitor(settings, model, PREDICTION, state.prediction_kind)
-        if event.label is not None and state.error is None:
-            spec = settings.feature_detector(model, ERROR)
-            state.error = RateTracker(spec, settings, "error_rate")
+        if model.startswith("\x00"):
+            raise InvalidEvent("wrong_type", "'model' must not start with a NUL character")
+        if event.label is not None and state.performance is None:
+            state.performance = self._new_performance(model)
         for name, new_kind in new.items():
             known[name] = FeatureMonitor(settings, model, name, new_kind)
         for name, changed_kind in changes.items():
             known[name].set_kind(settings, model, name, changed_kind)
         self.models.setdefault(model, state)
         return state
+
+    def _new_performance(self, model: str) -> PerformanceTracker:
+        settings = self.settings
+        spec = settings.performance_detector(model)
+        return PerformanceTracker(spec, settings, performance_fingerprint(settings, model))
+
+    def _performance(self, state: ModelState, model: str) -> PerformanceTracker:
+        """The model's performance tracker, made at its first labelled prediction."""
+        perf = state.performance
+        if perf is None:
+            perf = state.performance = self._new_performance(model)
+            self._layouts.pop(model, None)  # the layout holds the tracker it had
+        return perf  # type: ignore[no-any-return]
+
+    def _joined(self, joined: Joined, result: BatchResult) -> None:
+        if joined.label_offset is not None:
+            result.label_delays.append((joined.label_ms - joined.prediction_ms) / 1000.0)
+
+    def process_labels(
+        self,
+        offsets: Sequence[int],
+        values: Sequence[bytes | None],
+        timestamps: Sequence[int | None] | None = None,
+    ) -> BatchResult:
+        """Process label events of the labels topic's partition with this partition's
+        number, in offset order: each is joined to its prediction (or waits for it), and
+        a joined pair feeds the model's performance tracker. Requires ``labels.join``."""
+        join = self.join
+        if join is None:
+            raise RuntimeError("labels.join is off: this partition takes no label events")
+        if len(values) != len(offsets) or (
+            timestamps is not None and len(timestamps) != len(offsets)
+        ):
+            raise ValueError("offsets, values and timestamps must have the same length")
+        result = BatchResult()
+        for i in range(len(offsets)):
+            offset = offsets[i]
+            raw = values[i]
+            try:
+                label = parse_label(raw, self._max_bytes)
+            except InvalidEvent as exc:
+                stamp = None if timestamps is None else timestamps[i]
+                record = InputRecord(self.labels_topic, self.partition, offset, raw, stamp)
+                result.rejections.append(Rejection(record, exc.reason, exc.detail))
+                continue
+            joined = join.label(label, offset)
+            if joined is None:
+                continue
+            model = label.model
+            state = self.models[model]  # a waiting prediction's model is tracked
+            self._joined(joined, result)
+            self._dirty.add(model)
+            hit = self._performance(state, model).observe(joined.prediction, joined.label, i)
+            if hit is not None:
+                detection = self._detection_at(
+                    ERROR,
+                    joined.offset,
+                    model,
+                    joined.model_version,
+                    label.event_id,
+                    label.timestamp_ms,
+                    hit,
+                )
+                result.detections.append(
+                    _with_label(detection, self.labels_topic, self.partition, joined)
+                )
+        result.label_outcomes = join.take_outcomes()
+        result.labels = len(offsets)
+        return result
 
     def _expire(self, model: str, state: ModelState, now_ms: int) -> int:
         """Forget features whose last non-null value is older than the TTL at ``now_ms``."""
@@ -551,14 +653,34 @@ class PartitionDetectors:
         return len(stale)
 
     def _detection(self, feature: str, offset: int, event: PredictionEvent, hit: Hit) -> Detection:
+        return self._detection_at(
+            feature,
+            offset,
+            event.model,
+            event.model_version,
+            event.event_id,
+            event.timestamp_ms,
+            hit,
+        )
+
+    def _detection_at(
+        self,
+        feature: str,
+        offset: int,
+        model: str,
+        model_version: str | None,
+        event_id: str,
+        at_ms: int,
+        hit: Hit,
+    ) -> Detection:
         settings = self.settings
-        model = event.model
         effect = hit.effect
         severity = "critical" if effect is None or effect >= settings.critical_effect else "warning"
         evidence = dict(hit.evidence)
         evidence["statistic"] = hit.statistic
         evidence["effect_size"] = effect
-        detector = {**hit.detector, "block_size": settings.block_size}
+        detector = dict(hit.detector)
+        detector.setdefault("block_size", settings.block_size)
         shown = "n/a" if effect is None else f"{effect:.2f}"
         summary = (
             f"{hit.drift_type} drift on {model}/{feature}: {hit.description} "
@@ -566,26 +688,31 @@ class PartitionDetectors:
         )
         return Detection(
             model=model,
-            model_version=event.model_version,
+            model_version=model_version,
             feature=feature,
             drift_type=hit.drift_type,
             detector=detector,
             severity=severity,
-            detected_at_ms=event.timestamp_ms,
+            detected_at_ms=at_ms,
             topic=self.topic,
             partition=self.partition,
             offset=offset,
-            event_id=event.event_id,
+            event_id=event_id,
             evidence=evidence,
             summary=summary,
         )
 
     # -- state ----------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, bytes]:
-        """Changelog entries (key -> value) for every model changed since the last snapshot."""
-        entries = {model: encode_model(self.models[model]) for model in sorted(self._dirty)}
+    def snapshot(self) -> dict[str, bytes | None]:
+        """Changelog entries (key -> value; None deletes the key) for every model changed
+        since the last snapshot, and the label join's changed chunks."""
+        entries: dict[str, bytes | None] = {
+            model: encode_model(self.models[model]) for model in sorted(self._dirty)
+        }
         self._dirty.clear()
+        if self.join is not None:
+            entries.update(self.join.snapshot())
         return entries
 
     @classmethod
@@ -598,7 +725,15 @@ class PartitionDetectors:
     ) -> PartitionDetectors:
         """Rebuild from the latest changelog entry per key; raises StateFormatError."""
         restored = cls(settings, topic, partition)
+        joined = {key: blob for key, blob in entries.items() if key.startswith(KEY_PREFIX)}
+        if restored.join is not None:
+            try:
+                restored.join = LabelJoin.restore(settings.labels, joined)
+            except JoinStateError as exc:
+                raise StateFormatError(str(exc)) from None
         for model, blob in entries.items():
+            if model in joined:
+                continue
             state = decode_model(blob, model)
             if not isinstance(state, ModelState):
                 raise StateFormatError(f"changelog entry for model {model!r} is not model state")
@@ -614,7 +749,21 @@ class PartitionDetectors:
         self.settings = settings
         self._layouts.clear()
         reset = 0
+        labels = settings.labels
+        if not labels.join:
+            self.join = None
+        elif self.join is None:
+            self.join = LabelJoin(labels)
+        else:
+            self.join.horizon_ms = int(labels.horizon_s * 1000)
+            self.join.max_pending = labels.max_pending
         for model, state in self.models.items():
+            perf = state.performance
+            if isinstance(perf, RateTracker):  # format 4 state: continue it as it was
+                state.performance = legacy(perf, performance_fingerprint(settings, model), settings)
+            elif perf is not None and perf.fingerprint != performance_fingerprint(settings, model):
+                state.performance = self._new_performance(model)
+                reset += 1
             ignored = settings.ignored(model)
             for name in list(state.features):
                 monitor = state.features[name]
@@ -644,8 +793,21 @@ class PartitionDetectors:
         for state in self.models.values():
             total += sum(monitor.detector_count for monitor in state.features.values())
             total += state.prediction.detector_count if state.prediction is not None else 0
-            total += 1 if state.error is not None else 0
+            total += 1 if state.performance is not None else 0
         return total
+
+
+def _with_label(detection: Detection, topic: str, partition: int, joined: Joined) -> Detection:
+    """A performance detection completed by a label event: the label record's coordinates."""
+    label = {
+        "topic": topic,
+        "partition": partition,
+        "offset": joined.label_offset,
+        "timestamp_ms": joined.label_ms,
+    }
+    return replace(
+        detection, label=label, detected_at_ms=max(joined.label_ms, joined.prediction_ms)
+    )
 
 
 def with_missing_rates(hit: Hit, monitor: FeatureMonitor) -> Hit:

@@ -47,6 +47,9 @@ class Detection:
     event_id: str
     evidence: dict[str, Any]
     summary: str
+    #: A performance detection completed by a label event: that record's topic, partition,
+    #: offset and timestamp_ms (the alert's ``trigger.label``). None otherwise.
+    label: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -57,3 +60,8 @@ class BatchResult:
     rejections: list[Rejection] = field(default_factory=list)
     processed: dict[str, int] = field(default_factory=dict)  # model -> events processed
     expired: int = 0  # feature monitors forgotten (not seen for feature_ttl_s)
+    #: Label join outcomes, (model, outcome) -> count (detector.core.labels.OUTCOMES).
+    label_outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Seconds from prediction to label, per label joined from the labels topic.
+    label_delays: list[float] = field(default_factory=list)
+    labels: int = 0  # label events processed

@@ -27,6 +27,9 @@ ERROR = "__error__"
 #: used in config files. :func:`detector.core.detectors.river_class` maps each to its
 #: class; kept here as names so that validating a config does not import River.
 DETECTOR_NAMES: tuple[str, ...] = ("ADWIN", "PageHinkley", "KSWIN")
+#: River's binary detectors (``river.drift.binary``), for the 0/1 error stream of
+#: performance drift only (config names as in the issue tracker and River's docs).
+BINARY_DETECTOR_NAMES: tuple[str, ...] = ("DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM")
 
 
 class _Strict(BaseModel):
@@ -49,6 +52,61 @@ class DetectorSpec(_Strict):
         return name
 
 
+class PerformanceDetectorSpec(DetectorSpec):
+    """The detector on a model's 0/1 error stream: a real-valued detector (on block error
+    rates, as the missing rate) or one of River's binary detectors (on every labelled
+    prediction)."""
+
+    @field_validator("name")
+    @classmethod
+    def _known_detector(cls, name: str) -> str:
+        names = DETECTOR_NAMES + BINARY_DETECTOR_NAMES
+        if name not in names:
+            raise ValueError(f"one of {sorted(names)}")
+        return name
+
+    @property
+    def binary(self) -> bool:
+        return self.name in BINARY_DETECTOR_NAMES
+
+
+class LabelSettings(_Strict):
+    """How labels are joined to predictions (``detection.labels``)."""
+
+    #: How long a prediction waits for its label (event time; ``90d`` or seconds).
+    horizon_s: float = Field(90 * 86400.0, gt=0.0, alias="horizon")
+    #: Pending predictions and early labels per input partition; the oldest expire beyond.
+    max_pending: int = Field(1_000_000, ge=1)
+    #: A probability at or above it is the positive class.
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    #: Regression: an absolute error above this quantile of the reference errors is an error.
+    error_quantile: float = Field(0.9, gt=0.0, lt=1.0)
+    #: Whether predictions wait for labels from a labels topic (set by the config loader
+    #: when ``kafka.labels_topic`` is set; a prediction with its own label never waits).
+    join: bool = False
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, populate_by_name=True
+    )
+
+    @field_validator("horizon_s", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            from detector.core.durations import parse_duration
+
+            return parse_duration(value) / 1000.0
+        return value
+
+
+class PerformanceSettings(_Strict):
+    """Performance drift (``detection.performance``): the detector on the error stream."""
+
+    detector: PerformanceDetectorSpec = PerformanceDetectorSpec(
+        name="ADWIN", params={"delta": 1e-5, "clock": 4}
+    )
+
+
 class FeatureSettings(_Strict):
     """Per-feature override. Unset fields inherit from the model, then the defaults."""
 
@@ -60,6 +118,7 @@ class FeatureSettings(_Strict):
 class ModelSettings(_Strict):
     ignore_features: list[str] = Field(default_factory=list)
     detector: DetectorSpec | None = None
+    performance: PerformanceSettings | None = None
     features: dict[str, FeatureSettings] = Field(default_factory=dict)
 
 
@@ -80,7 +139,22 @@ class DetectionSettings(_Strict):
     max_features_per_model: int = Field(500, ge=1)
     # A feature not seen (non-null) for this long in event time is forgotten.
     feature_ttl_s: float = Field(24 * 3600.0, gt=0.0)
+    labels: LabelSettings = LabelSettings()
+    performance: PerformanceSettings = PerformanceSettings()
     models: dict[str, ModelSettings] = Field(default_factory=dict)
+
+    def performance_detector(self, model: str) -> DetectorSpec:
+        """The detector of a model's error stream: ``models.M.performance.detector``, else
+        ``models.M.features.__error__.detector`` (the key of earlier releases), else
+        ``performance.detector``."""
+        model_settings = self.models.get(model)
+        if model_settings is not None:
+            if model_settings.performance is not None:
+                return model_settings.performance.detector
+            feature_settings = model_settings.features.get(ERROR)
+            if feature_settings is not None and feature_settings.detector is not None:
+                return feature_settings.detector
+        return self.performance.detector
 
     def model(self, name: str) -> ModelSettings | None:
         return self.models.get(name)
@@ -113,10 +187,16 @@ class DetectionSettings(_Strict):
     def detector_specs(self) -> list[tuple[str, DetectorSpec]]:
         """Every configured detector and its key path below this section (``detector``,
         ``models.M.detector``, ``models.M.features.F.detector``)."""
-        specs: list[tuple[str, DetectorSpec]] = [("detector", self.detector)]
+        specs: list[tuple[str, DetectorSpec]] = [
+            ("detector", self.detector),
+            ("performance.detector", self.performance.detector),
+        ]
         for model_name, model in self.models.items():
             if model.detector is not None:
                 specs.append((f"models.{model_name}.detector", model.detector))
+            if model.performance is not None:
+                key = f"models.{model_name}.performance.detector"
+                specs.append((key, model.performance.detector))
             for feature_name, feature in model.features.items():
                 if feature.detector is not None:
                     key = f"models.{model_name}.features.{feature_name}.detector"
@@ -125,6 +205,7 @@ class DetectionSettings(_Strict):
 
 
 __all__ = [
+    "BINARY_DETECTOR_NAMES",
     "DETECTOR_NAMES",
     "ERROR",
     "PREDICTION",
@@ -132,5 +213,8 @@ __all__ = [
     "DetectorSpec",
     "FeatureKind",
     "FeatureSettings",
+    "LabelSettings",
     "ModelSettings",
+    "PerformanceDetectorSpec",
+    "PerformanceSettings",
 ]

@@ -64,13 +64,15 @@ from typing import Any, NoReturn
 MAGIC = b"DDST"
 #: 4: native ADWIN, trackers under detector.core.trackers. 3 (commit 45d95e5) and 2 (commit
 #: 6af747b): read and migrated. Version 1 entries are refused, not guessed at.
-FORMAT_VERSION = 4
-MIGRATED_VERSIONS = (2, 3)
+FORMAT_VERSION = 5
+MIGRATED_VERSIONS = (2, 3, 4)
 #: (written, running) River minor series whose state is proven (by a fixture test) to
 #: restore, besides the same series. Empty: River state is read by the series that wrote it.
 RIVER_UPGRADES: frozenset[tuple[str, str]] = frozenset()
 
 _RIVER_NAMES = ("PageHinkley", "KSWIN")  # held as River objects (ADWIN is native)
+#: River's binary detectors (performance drift only), by config name.
+_BINARY_NAMES = ("DDM", "EDDM", "HDDM_A", "HDDM_W", "FHDDM")
 
 
 class StateFormatError(Exception):
@@ -111,7 +113,7 @@ def decode_model(blob: bytes, key: str) -> Any:
         )
     version = blob[4]
     written_by: str | None
-    if version in (FORMAT_VERSION, 3):
+    if version in (FORMAT_VERSION, 4, 3):
         written_by, payload = _river_header(blob, key)
     elif version == 2:
         written_by, payload = None, blob[5:]
@@ -121,10 +123,10 @@ def decode_model(blob: bytes, key: str) -> Any:
             f"this build reads version {FORMAT_VERSION} (and migrates version "
             f"{', '.join(map(str, MIGRATED_VERSIONS))})"
         )
-    table = ALLOWED if version == FORMAT_VERSION else ALLOWED_LEGACY
+    table = ALLOWED if version in (FORMAT_VERSION, 4) else ALLOWED_LEGACY
     try:
         state = _Unpickler(payload, key, written_by, table).load()
-        if version != FORMAT_VERSION:
+        if version < 4:
             state = _migrate_model(state)
     except StateFormatError:
         raise
@@ -240,6 +242,7 @@ _RESTORED = {
     "CategoricalTracker": "detector.core.trackers",
     "FeatureMonitor": "detector.core.engine",
     "ModelState": "detector.core.engine",
+    "PerformanceTracker": "detector.core.performance",
 }
 
 
@@ -293,6 +296,12 @@ def _river_detector(name: Any, det: Any) -> Any:
     if name not in _RIVER_NAMES or type(det) is not _river_classes()[name]:
         raise _Refused("detector.core.detectors.RiverDetector", "a known River detector only")
     return import_module("detector.core.detectors").RiverDetector(name, det)
+
+
+def _binary_detector(name: Any, det: Any) -> Any:
+    if name not in _BINARY_NAMES or type(det) is not _binary_classes()[name]:
+        raise _Refused("detector.core.detectors.BinaryDetector", "a River binary detector only")
+    return import_module("detector.core.detectors").BinaryDetector(name, det)
 
 
 def _adwin_fast(adwin: Any, detected: Any = False, pending: Any = 0, zeros_only: Any = None) -> Any:
@@ -492,7 +501,28 @@ def _settings_class(name: str) -> Callable[[], Any]:
 
 _SETTINGS = {
     ("detector.core.settings", name): _settings_class(name)
-    for name in ("DetectionSettings", "DetectorSpec", "ModelSettings", "FeatureSettings")
+    for name in (
+        "DetectionSettings",
+        "DetectorSpec",
+        "ModelSettings",
+        "FeatureSettings",
+        "LabelSettings",
+        "PerformanceSettings",
+        "PerformanceDetectorSpec",
+    )
+}
+
+_BINARY = {
+    # River's binary detectors (performance drift) and their parts.
+    ("river.drift.binary.ddm", "DDM"): _attr("river.drift.binary.ddm", "DDM"),
+    ("river.drift.binary.eddm", "EDDM"): _attr("river.drift.binary.eddm", "EDDM"),
+    ("river.drift.binary.hddm_a", "HDDMA"): _attr("river.drift.binary.hddm_a", "HDDMA"),
+    ("river.drift.binary.hddm_w", "HDDMW"): _attr("river.drift.binary.hddm_w", "HDDMW"),
+    ("river.drift.binary.hddm_w", "SampleInfo"): _attr("river.drift.binary.hddm_w", "SampleInfo"),
+    ("river.drift.binary.fhddm", "FHDDM"): _attr("river.drift.binary.fhddm", "FHDDM"),
+    ("river.stats.var", "Var"): _attr("river.stats.var", "Var"),
+    ("river.stats.ewmean", "EWMean"): _attr("river.stats.ewmean", "EWMean"),
+    ("river._river_rust.stats", "RsEWMean"): _attr("river._river_rust.stats", "RsEWMean"),
 }
 
 _PLAIN = {
@@ -522,7 +552,9 @@ ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
     ("detector.core.hits", "Rearm"): _attr("detector.core.hits", "Rearm"),
     ("detector.core.detectors", "Adwin"): _is(_adwin),
     ("detector.core.detectors", "RiverDetector"): _is(_river_detector),
+    ("detector.core.detectors", "BinaryDetector"): _is(_binary_detector),
     **_SETTINGS,
+    **_BINARY,
     **_PLAIN,
 }
 
@@ -601,6 +633,8 @@ def _migrate_model(legacy: Any) -> Any:
     state = engine.ModelState()
     fields = state.__getstate__()
     fields.update({name: attrs[name] for name in fields.keys() & attrs.keys()})
+    if "error" in attrs:  # the error-rate tracker: the performance tracker's (engine.py)
+        fields["performance"] = attrs["error"]
     features = fields["features"]
     if type(features) is not dict:
         _fail("features", "is not a dict")
@@ -650,6 +684,19 @@ def _check_model(state: Any, key: str) -> None:
 
 
 @cache
+def _binary_classes() -> dict[str, type]:
+    from river.drift import binary
+
+    return {
+        "DDM": binary.DDM,
+        "EDDM": binary.EDDM,
+        "HDDM_A": binary.HDDMA,
+        "HDDM_W": binary.HDDMW,
+        "FHDDM": binary.FHDDM,
+    }
+
+
+@cache
 def _river_classes() -> dict[str, type]:
     from river import drift
 
@@ -692,6 +739,34 @@ def _check_river_object(det: Any, where: str) -> None:
             or test.__func__ not in [getattr(cls, n) for n in _PAGE_HINKLEY_TESTS]
         ):
             _fail(where, "holds a PageHinkley whose drift test is not its own")
+    elif cls.__name__ in ("DDM", "HDDMA"):
+        names = ("_p",) if cls.__name__ == "DDM" else ("_x_min", "_x_max", "_z")
+        for name in names:
+            if type(parts[name]) is not Mean or set(vars(parts[name])) != {"n", "_mean"}:
+                _fail(where, f"holds a {cls.__name__} without River's Mean")
+    elif cls.__name__ == "EDDM":
+        from river.stats import Var
+
+        var = parts["_error_distances"]
+        if type(var) is not Var or type(vars(var).get("mean")) is not Mean:
+            _fail(where, "holds an EDDM without River's Var")
+    elif cls.__name__ == "HDDMW":
+        from river._river_rust.stats import RsEWMean
+        from river.drift.binary.hddm_w import SampleInfo
+        from river.stats import EWMean
+
+        for name in ("_total", "_s1_decr", "_s1_incr", "_s2_decr", "_s2_incr"):
+            info = parts[name]
+            ewma = vars(info).get("_ewma") if type(info) is SampleInfo else None
+            if (
+                type(ewma) is not EWMean
+                or set(vars(info)) != {"_ewma", "_is_init", "_ibc", "_lambd_sq", "_c_lambd_sq"}
+                or type(vars(ewma).get("_ewmean")) is not RsEWMean
+            ):
+                _fail(where, "holds an HDDM_W without River's SampleInfo")
+    elif cls.__name__ == "FHDDM":
+        if type(parts["_sliding_window"]) is not deque:
+            _fail(where, "holds an FHDDM without its window")
     elif cls.__name__ == "KSWIN":
         rng = parts["_rng"]
         if type(parts["window"]) is not deque or type(rng) is not Random:
@@ -734,6 +809,26 @@ def _strs(value: Any, where: str, max_len: int) -> None:
         _fail(where, f"is not a list of at most {max_len} strings")
 
 
+def _fill_defaults(model: Any) -> bool:
+    """Give a settings object restored from an older entry the defaults of the fields added
+    since (and those of the settings objects inside it); False if it holds attributes that
+    are not fields."""
+    from pydantic import BaseModel
+
+    fields = type(model).model_fields
+    held = vars(model)
+    if not set(held) <= set(fields):
+        return False
+    for name in set(fields) - set(held):  # written before the field existed
+        held[name] = fields[name].get_default(call_default_factory=True)
+    for value in held.values():
+        inner = value.values() if isinstance(value, dict) else [value]
+        for item in inner:
+            if isinstance(item, BaseModel) and not _fill_defaults(item):
+                return False
+    return True
+
+
 class _Checker:
     def __init__(self) -> None:
         self.trackers = import_module("detector.core.trackers")
@@ -762,8 +857,11 @@ class _Checker:
             self.monitor(state.prediction, "the prediction")
         if state.prediction_kind not in (None, "numeric", "categorical"):
             _fail("the prediction kind", f"is {state.prediction_kind!r}")
-        if state.error is not None:
-            self.rate(state.error, "the error rate")
+        perf = state.performance
+        if type(perf) is self.trackers.RateTracker:  # format 4: the error-rate tracker
+            self.rate(perf, "the error rate")
+        elif perf is not None:
+            self.performance(perf, "the performance tracker")
         for name in ("events", "refused"):
             _int(getattr(state, name), name, 0)
 
@@ -802,7 +900,7 @@ class _Checker:
             return
         state = tracker.__getstate__()
         k = self.common(state, where)
-        if state["drift_type"] not in ("missing_rate", "error_rate"):
+        if state["drift_type"] not in ("missing_rate", "error_rate", "performance"):
             _fail(where, f"has drift type {state['drift_type']!r}")
         self.detector(state["detector"], where)
         blocks = _int(state["ref_blocks"], f"{where} reference blocks", 1)
@@ -812,6 +910,35 @@ class _Checker:
         recent = _array(state["recent"], f"{where} window", "i8", 1)
         _int(state["recent_head"], f"{where} window head", 0, recent.shape[0] - 1)
         _int(state["recent_len"], f"{where} window length", 0, recent.shape[0])
+
+    def performance(self, perf: Any, where: str) -> None:
+        if type(perf) is not import_module("detector.core.performance").PerformanceTracker:
+            _fail(where, "is not a performance tracker")
+        state = perf.__getstate__()
+        if type(state["fingerprint"]) is not str:
+            _fail(where, "has no fingerprint")
+        self.rate(state["rate"], f"{where} error rate")
+        _float(state["threshold"], f"{where} threshold")
+        _float(state["quantile"], f"{where} error quantile")
+        size = _int(state["reference_size"], f"{where} reference size", 1)
+        window = _int(state["window_size"], f"{where} window size", 1)
+        _int(state["labelled"], f"{where} labelled count", 0)
+        if state["cutoff"] is not None:
+            _float(state["cutoff"], f"{where} error cut-off")
+        building = state["building"]
+        if len(building) >= size or any(type(v) is not float for v in building):
+            _fail(where, "has a regression reference that is not a list of floats")
+        for name, most in (("reference", size), ("current", window)):
+            rows = state[name]
+            if len(rows) > most or any(
+                len(row) != 3
+                or row[0] not in (0, 1)
+                or type(row[1]) is not float
+                or type(row[2]) is not int
+                or row[2] not in (-1, 0, 1)
+                for row in rows
+            ):
+                _fail(where, f"has a {name} window that is not (error, score, label) rows")
 
     def numeric(self, tracker: Any, where: str) -> None:
         from detector.core.hits import RANK_WINDOW
@@ -880,6 +1007,11 @@ class _Checker:
     def detector(self, det: Any, where: str) -> None:
         if type(det) is self.detectors.Adwin:
             self.adwin(det, where)
+        elif type(det) is self.detectors.BinaryDetector:
+            name, river_det = det.__reduce__()[1]
+            if name not in _BINARY_NAMES or type(river_det) is not _binary_classes()[name]:
+                _fail(where, f"has a {name!r} binary detector that is not River's")
+            _check_river_object(river_det, where)
         elif type(det) is self.detectors.RiverDetector:
             name, river_det = det.__reduce__()[1]
             if name not in _RIVER_NAMES or type(river_det) is not _river_classes()[name]:
@@ -942,7 +1074,7 @@ class _Checker:
         if not self._once(model):
             return
         cls = type(model)
-        if set(vars(model)) != set(cls.model_fields):
+        if not _fill_defaults(model):
             _fail(where, f"has a {cls.__name__} with other attributes than its fields")
         try:
             clean = cls.model_validate(model.model_dump(warnings=False))

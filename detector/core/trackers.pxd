@@ -23,7 +23,9 @@ cdef class Tracker:
 cdef class RateTracker(Tracker):
     cdef readonly long long k
     cdef double scale
-    cdef readonly str drift_type
+    cdef public str drift_type
+    cdef public bint rising
+    cdef readonly long long fired
     cdef readonly Detector detector
     cdef long long ref_blocks
     cdef object rearm

@@ -84,12 +84,27 @@ class Tracker:
 
 
 class RateTracker(Tracker):
-    """Rate of a 0/1 flag per observation (missing value, wrong prediction)."""
+    """Rate of a 0/1 flag per observation (missing value, wrong prediction).
 
-    def __init__(self, spec: DetectorSpec, settings: DetectionSettings, drift_type: str) -> None:
-        self.k = settings.block_size
+    ``block_size`` overrides the settings' (1 for River's binary detectors, which take
+    every 0/1 observation); ``rising`` drops detections whose recent rate is not above the
+    reference rate (an error rate that falls is not an alert). ``fired`` counts every time
+    the detector fired, reported or not.
+    """
+
+    def __init__(
+        self,
+        spec: DetectorSpec,
+        settings: DetectionSettings,
+        drift_type: str,
+        block_size: int = 0,
+        rising: bool = False,
+    ) -> None:
+        self.k = block_size or settings.block_size
         self.scale = block_scale(self.k)
         self.drift_type = drift_type
+        self.rising = rising
+        self.fired = 0
         self.detector = build_detector(spec)
         self.ref_blocks = max(1, settings.reference_size // self.k)
         self.rearm = Rearm(settings.rearm_after)
@@ -129,10 +144,13 @@ class RateTracker(Tracker):
 
     def _hit(self, index: int) -> Hit | None:
         ref_rate, cur_rate = self.rates()
+        self.fired += 1
         self.ref_sum = 0
         self.ref_len = 0
         self.recent_len = 0
         self.recent_head = 0
+        if self.rising and (ref_rate is None or cur_rate is None or cur_rate <= ref_rate):
+            return None
         if not self.rearm.fresh(self.drift_type, self.seen):
             return None
         return rate_hit(index, self.drift_type, self.detector.describe(), ref_rate, cur_rate)
@@ -151,6 +169,8 @@ class RateTracker(Tracker):
         return {
             "k": self.k,
             "drift_type": self.drift_type,
+            "rising": self.rising,
+            "fired": self.fired,
             "detector": self.detector,
             "ref_blocks": self.ref_blocks,
             "rearm": self.rearm,
@@ -168,6 +188,8 @@ class RateTracker(Tracker):
         self.k = state["k"]
         self.scale = block_scale(self.k)
         self.drift_type = state["drift_type"]
+        self.rising = state.get("rising", False)  # format 4 state: missing and error rates
+        self.fired = state.get("fired", 0)
         self.detector = state["detector"]
         self.ref_blocks = state["ref_blocks"]
         self.rearm = state["rearm"]

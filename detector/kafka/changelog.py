@@ -28,6 +28,8 @@ from detector.kafka.clients import restore_consumer_config
 log = structlog.get_logger()
 
 INPUT_OFFSET_HEADER = "input_offset"
+#: With a labels topic: the labels offset committed in the same checkpoint.
+LABELS_OFFSET_HEADER = "labels_offset"
 #: Longest wait for a changelog partition to become readable to its end.
 RESTORE_TIMEOUT_S = 120.0
 _PROGRESS_LOG_S = 10.0
@@ -45,8 +47,21 @@ class _Latest:
     records: int = 0
     ignored: int = 0
 
-    def add(self, key: str, value: bytes | None, offset: int | None, committed: int | None) -> None:
+    def add(
+        self,
+        key: str,
+        value: bytes | None,
+        offset: int | None,
+        committed: int | None,
+        labels_offset: int | None = None,
+        labels_committed: int | None = None,
+    ) -> None:
         self.records += 1
+        if labels_offset is not None and (
+            labels_committed is None or labels_offset > labels_committed
+        ):
+            self.ignored += 1  # a checkpoint that consumed labels beyond the committed ones
+            return
         # A snapshot taken beyond the committed offset (no committed offset at all: beyond
         # everything) belongs to a checkpoint that never committed: an aborted transaction
         # that the broker did not filter, or an at-least-once crash between flush and
@@ -61,11 +76,11 @@ class _Latest:
         return {key: value for key, value in self.valid.items() if value is not None}
 
 
-def _header_offset(message: Message) -> int | None:
+def _header_offset(message: Message, header: str = INPUT_OFFSET_HEADER) -> int | None:
     headers = message.headers() or []
     pairs = headers.items() if isinstance(headers, dict) else headers
     for name, raw in pairs:
-        if name == INPUT_OFFSET_HEADER and raw is not None:
+        if name == header and raw is not None:
             text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
             try:
                 return int(text)
@@ -79,13 +94,17 @@ def read_entries(
     committed: Mapping[int, int | None],
     timeout_s: float = RESTORE_TIMEOUT_S,
     beat: Callable[[], None] = lambda: None,
+    labels_committed: Mapping[int, int | None] | None = None,
 ) -> dict[int, _Latest]:
     """Latest entries per key of each changelog partition in ``committed``, read together.
 
-    ``committed`` maps each partition to the group's committed input offset (None: none).
+    ``committed`` maps each partition to the group's committed input offset (None: none);
+    ``labels_committed`` the same for the labels topic, when there is one.
     """
     config = restore_consumer_config(settings.kafka)
-    return read_latest(config, settings.kafka.changelog, committed, timeout_s, beat)
+    return read_latest(
+        config, settings.kafka.changelog, committed, timeout_s, beat, labels_committed
+    )
 
 
 def read_latest(
@@ -94,6 +113,7 @@ def read_latest(
     committed: Mapping[int, int | None],
     timeout_s: float = RESTORE_TIMEOUT_S,
     beat: Callable[[], None] = lambda: None,
+    labels_committed: Mapping[int, int | None] | None = None,
 ) -> dict[int, _Latest]:
     """Latest entry per key of each partition of a compacted ``topic``, read to its end.
 
@@ -109,7 +129,7 @@ def read_latest(
         # falls back to auto.offset.reset=earliest), and it saves a ListOffsets round trip
         # (~0.5 s per restore on Tansu).
         consumer.assign([TopicPartition(topic, p, 0) for p in latest])
-        _consume_to_end(consumer, topic, committed, latest, timeout_s, beat)
+        _consume_to_end(consumer, topic, committed, latest, timeout_s, beat, labels_committed)
     finally:
         consumer.close()
     return latest
@@ -122,6 +142,7 @@ def _consume_to_end(
     latest: dict[int, _Latest],
     timeout_s: float,
     beat: Callable[[], None],
+    labels_committed: Mapping[int, int | None] | None = None,
 ) -> None:
     """Consume until an end-of-partition event at the high watermark, for every partition.
 
@@ -158,8 +179,18 @@ def _consume_to_end(
                 raise StateFormatError(
                     f"changelog {topic}[{partition}] offset {offset}: key is not UTF-8"
                 ) from None
+            labels_offset = (
+                None
+                if labels_committed is None
+                else (_header_offset(message, LABELS_OFFSET_HEADER))
+            )
             latest[partition].add(
-                key, message.value(), _header_offset(message), committed[partition]
+                key,
+                message.value(),
+                _header_offset(message),
+                committed[partition],
+                labels_offset,
+                None if labels_committed is None else labels_committed.get(partition),
             )
         now = time.monotonic()
         if remaining and now - started > timeout_s:
@@ -179,16 +210,19 @@ def restore_partitions(
     settings: Settings,
     committed: Mapping[int, int | None],
     beat: Callable[[], None] = lambda: None,
+    labels_committed: Mapping[int, int | None] | None = None,
 ) -> dict[int, PartitionDetectors]:
     """Rebuild each partition's detectors; StateFormatError propagates (never start fresh)."""
     started = time.monotonic()
-    read = read_entries(settings, committed, beat=beat)
+    read = read_entries(settings, committed, beat=beat, labels_committed=labels_committed)
     states: dict[int, PartitionDetectors] = {}
     for partition, stats in sorted(read.items()):
         entries = stats.entries()
         states[partition] = PartitionDetectors.restore(
             settings.detection, settings.kafka.input_topic, partition, entries
         )
+        if settings.kafka.labels_topic:
+            states[partition].labels_topic = settings.kafka.labels_topic
         log.info(
             "partition restored",
             partition=partition,

@@ -46,7 +46,12 @@ from confluent_kafka.admin import AdminClient
 from detector.alerts import alert_key, build_alert, encode_alert
 from detector.config import ConfigError, Settings, load_settings
 from detector.core.engine import PartitionDetectors
-from detector.kafka.changelog import INPUT_OFFSET_HEADER, restore_partitions
+from detector.core.records import BatchResult
+from detector.kafka.changelog import (
+    INPUT_OFFSET_HEADER,
+    LABELS_OFFSET_HEADER,
+    restore_partitions,
+)
 from detector.kafka.clients import admin_config, consumer_config, producer_config
 from detector.kafka.deadletter import dead_letter
 from detector.kafka.output import (
@@ -106,6 +111,7 @@ class Sidecar:
         self.started = threading.Event()  # subscribed; for tests and health checks
         self._states: dict[int, PartitionDetectors] = {}
         self._positions: dict[int, int] = {}  # next offset to commit, per partition
+        self._label_positions: dict[int, int] = {}  # the same, of the labels topic
         self._pending: set[int] = set()  # partitions with events since the last checkpoint
         self._events_since = 0
         self._last_checkpoint = time.monotonic()
@@ -114,7 +120,7 @@ class Sidecar:
         self._consumer: Consumer | None = None
         self._output: Output | None = None
         self._admin: AdminClient | None = None
-        self.counts = {"events": 0, "alerts": 0, "dead_letters": 0, "checkpoints": 0}
+        self.counts = {"events": 0, "labels": 0, "alerts": 0, "dead_letters": 0, "checkpoints": 0}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -169,8 +175,9 @@ class Sidecar:
             group_id=kafka.group_id,
             guarantee=kafka.processing_guarantee,
         )
+        topics = [kafka.input_topic] + ([kafka.labels_topic] if kafka.labels_topic else [])
         consumer.subscribe(
-            [kafka.input_topic],
+            topics,
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -219,6 +226,8 @@ class Sidecar:
         kafka = self.settings.kafka
         # Per partition: offsets, values and the messages (for the keys of dead letters).
         batches: dict[int, tuple[list[int], list[bytes | None], list[Message]]] = {}
+        label_batches: dict[int, tuple[list[int], list[bytes | None], list[Message]]] = {}
+        labels_topic = kafka.labels_topic
         states = self._states
         for message in messages:
             error = message.error()
@@ -234,6 +243,16 @@ class Sidecar:
                     )
                 continue
             partition = message.partition()
+            if labels_topic is not None and message.topic() == labels_topic:
+                label_batch = label_batches.get(partition)  # type: ignore[arg-type]
+                if label_batch is None:
+                    if partition not in states:
+                        continue
+                    label_batch = label_batches[partition] = ([], [], [])
+                label_batch[0].append(message.offset())  # type: ignore[arg-type]
+                label_batch[1].append(message.value())
+                label_batch[2].append(message)
+                continue
             batch = batches.get(partition)  # type: ignore[arg-type]
             if batch is None:
                 if partition not in states:
@@ -242,39 +261,16 @@ class Sidecar:
             batch[0].append(message.offset())  # type: ignore[arg-type]
             batch[1].append(message.value())
             batch[2].append(message)
-        if not batches:
+        if not batches and not label_batches:
             return
-        output = self._require_output()
+        self._require_output()
         consumer = self._require_consumer()
         now_ms = int(time.time() * 1000)
         for partition, (offsets, values, originals) in batches.items():
             started = time.perf_counter()
             result = self._states[partition].process_batch(offsets, values)
             seconds = time.perf_counter() - started
-            for detection in result.detections:
-                alert = build_alert(detection, now_ms)
-                output.produce(kafka.alert_topic, encode_alert(alert), alert_key(detection))
-                log.info(
-                    "drift detected",
-                    model=detection.model,
-                    feature=detection.feature,
-                    drift_type=detection.drift_type,
-                    severity=detection.severity,
-                    partition=partition,
-                    offset=detection.offset,
-                    alert_id=alert["alert_id"],
-                )
-            keys = {m.offset(): m.key() for m in originals} if result.rejections else {}
-            for rejection in result.rejections:
-                letter = dead_letter(rejection, now_ms, kafka.max_message_bytes)
-                key = keys.get(rejection.record.offset)
-                output.produce(kafka.dead_letter, letter.value, key, letter.headers)
-                log.info(
-                    "dead-lettered",
-                    reason=rejection.reason,
-                    partition=partition,
-                    offset=rejection.record.offset,
-                )
+            self._publish(partition, result, originals, now_ms)
             self._positions[partition] = offsets[-1] + 1
             self._pending.add(partition)
             tp = TopicPartition(kafka.input_topic, partition)
@@ -285,6 +281,49 @@ class Sidecar:
             self.counts["events"] += len(offsets)
             self.counts["alerts"] += len(result.detections)
             self.counts["dead_letters"] += len(result.rejections)
+        for partition, (offsets, values, originals) in label_batches.items():
+            state = self._states[partition]
+            result = state.process_labels(offsets, values)
+            self._publish(partition, result, originals, now_ms)
+            self._label_positions[partition] = offsets[-1] + 1
+            self._pending.add(partition)
+            self._telemetry.labels(partition, result, len(state.join or ()))
+            self._events_since += len(offsets)
+            self.counts["labels"] += len(offsets)
+            self.counts["alerts"] += len(result.detections)
+            self.counts["dead_letters"] += len(result.rejections)
+
+    def _publish(
+        self, partition: int, result: BatchResult, originals: list[Message], now_ms: int
+    ) -> None:
+        """Produce a batch's alerts and dead letters (in the open transaction)."""
+        kafka = self.settings.kafka
+        output = self._require_output()
+        for detection in result.detections:
+            alert = build_alert(detection, now_ms)
+            output.produce(kafka.alert_topic, encode_alert(alert), alert_key(detection))
+            log.info(
+                "drift detected",
+                model=detection.model,
+                feature=detection.feature,
+                drift_type=detection.drift_type,
+                severity=detection.severity,
+                partition=partition,
+                offset=detection.offset,
+                alert_id=alert["alert_id"],
+            )
+        keys = {m.offset(): m.key() for m in originals} if result.rejections else {}
+        for rejection in result.rejections:
+            letter = dead_letter(rejection, now_ms, kafka.max_message_bytes)
+            key = keys.get(rejection.record.offset)
+            output.produce(kafka.dead_letter, letter.value, key, letter.headers)
+            log.info(
+                "dead-lettered",
+                reason=rejection.reason,
+                topic=rejection.record.topic,
+                partition=partition,
+                offset=rejection.record.offset,
+            )
 
     def _due(self) -> bool:
         if not self._pending:
@@ -304,11 +343,22 @@ class Sidecar:
         for partition, state in sorted(self._states.items()):
             position = self._positions.get(partition)
             headers = [] if position is None else [(INPUT_OFFSET_HEADER, str(position).encode())]
+            labels_position = self._label_positions.get(partition)
+            if labels_position is not None:
+                headers.append((LABELS_OFFSET_HEADER, str(labels_position).encode()))
             for model, value in state.snapshot().items():
                 changelog.append(ChangelogEntry(partition, model.encode(), value, headers))
         offsets = [
-            TopicPartition(kafka.input_topic, p, self._positions[p]) for p in sorted(self._pending)
+            TopicPartition(kafka.input_topic, p, self._positions[p])
+            for p in sorted(self._pending)
+            if p in self._positions
         ]
+        if kafka.labels_topic:
+            offsets += [
+                TopicPartition(kafka.labels_topic, p, self._label_positions[p])
+                for p in sorted(self._pending)
+                if p in self._label_positions
+            ]
         self._require_output().checkpoint(self._require_consumer(), changelog, offsets)
         self._pending.clear()
         self._events_since = 0
@@ -322,7 +372,12 @@ class Sidecar:
             partitions=[tp.partition for tp in offsets],
             # Committed input offsets: a test (or an operator) can tell which checkpoint
             # covered which events; logged after the metrics of this checkpoint are updated.
-            offsets={str(tp.partition): tp.offset for tp in offsets},
+            offsets={
+                str(tp.partition): tp.offset for tp in offsets if tp.topic == kafka.input_topic
+            },
+            label_offsets={
+                str(tp.partition): tp.offset for tp in offsets if tp.topic != kafka.input_topic
+            },
             changelog_entries=len(changelog),
             seconds=round(self._last_checkpoint - started, 4),
         )
@@ -345,15 +400,25 @@ class Sidecar:
         """Restore each partition from its changelog, at the group's committed offset."""
         consumer = self._require_consumer()
         topic = self.settings.kafka.input_topic
+        labels_topic = self.settings.kafka.labels_topic
         wanted = [TopicPartition(topic, p) for p in partitions]
+        if labels_topic:
+            wanted += [TopicPartition(labels_topic, p) for p in partitions]
         committed = consumer.committed(wanted, timeout=COMMITTED_TIMEOUT_S) if wanted else []
         offsets: dict[int, int | None] = {}
+        label_offsets: dict[int, int | None] = {}
         for tp in committed:
             if tp.error is not None:
-                raise FatalKafkaError(f"committed offset of {topic}[{tp.partition}]: {tp.error}")
-            offsets[tp.partition] = tp.offset if tp.offset >= 0 else None
+                raise FatalKafkaError(f"committed offset of {tp.topic}[{tp.partition}]: {tp.error}")
+            found = tp.offset if tp.offset >= 0 else None
+            (label_offsets if tp.topic == labels_topic else offsets)[tp.partition] = found
         started = time.monotonic()
-        restored = restore_partitions(self.settings, offsets, beat=self._telemetry.beat)
+        restored = restore_partitions(
+            self.settings,
+            offsets,
+            beat=self._telemetry.beat,
+            labels_committed=label_offsets if labels_topic else None,
+        )
         self._telemetry.restored(restored, time.monotonic() - started)
         for partition, state in restored.items():
             state.set_max_message_bytes(self.settings.kafka.max_message_bytes)
@@ -365,17 +430,33 @@ class Sidecar:
             if seek:
                 start = OFFSET_BEGINNING if offset is None else offset
                 consumer.seek(TopicPartition(topic, partition, start))
+            if labels_topic:
+                self._label_positions.pop(partition, None)
+                label_offset = label_offsets.get(partition)
+                if label_offset is not None:
+                    self._label_positions[partition] = label_offset
+                if seek:
+                    start = OFFSET_BEGINNING if label_offset is None else label_offset
+                    consumer.seek(TopicPartition(labels_topic, partition, start))
         return committed
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        numbers = sorted(tp.partition for tp in partitions)
+        topic = self.settings.kafka.input_topic
+        numbers = sorted(tp.partition for tp in partitions if tp.topic == topic)
+        alone = sorted({tp.partition for tp in partitions if tp.topic != topic} - set(numbers))
+        if alone:  # not co-partitioned: their labels cannot be joined here
+            log.error(
+                "labels partitions assigned without their input partitions; not consumed "
+                "(use the range assignor, equal partition counts)",
+                partitions=alone,
+            )
         log.info("partitions assigned", partitions=numbers)
         self._telemetry.assigned(numbers)
         committed = self._restore(numbers, seek=False)
         consumer.assign(committed)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        numbers = sorted(tp.partition for tp in partitions)
+        numbers = sorted({tp.partition for tp in partitions})
         log.info("partitions revoked", partitions=numbers)
         if not self._failed:
             try:
@@ -388,7 +469,7 @@ class Sidecar:
         self._drop(numbers)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        numbers = sorted(tp.partition for tp in partitions)
+        numbers = sorted({tp.partition for tp in partitions})
         log.warning("partitions lost", partitions=numbers)
         self._require_output().abort()  # their offsets can no longer be committed by us
         self._telemetry.discard()
@@ -403,6 +484,7 @@ class Sidecar:
         for partition in partitions:
             self._states.pop(partition, None)
             self._positions.pop(partition, None)
+            self._label_positions.pop(partition, None)
             self._pending.discard(partition)
 
     def _require_consumer(self) -> Consumer:

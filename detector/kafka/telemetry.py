@@ -23,6 +23,8 @@ class Telemetry:
         self.health = health
         self._alerts: Counter[tuple[str, str]] = Counter()
         self._letters: Counter[str] = Counter()
+        self._outcomes: Counter[tuple[str, str]] = Counter()
+        self._delays: list[float] = []
 
     def beat(self) -> None:
         self.health.beat()
@@ -48,6 +50,7 @@ class Telemetry:
             self.topic, partition, consumed=consumed, processed=result.processed, seconds=seconds
         )
         self.metrics.expired(result.expired)
+        self._outcomes.update(result.label_outcomes)
         for detection in result.detections:
             self._alerts[(detection.model, detection.drift_type)] += 1
         for rejection in result.rejections:
@@ -59,6 +62,16 @@ class Telemetry:
             self.metrics.set_lag(self.topic, partition, lag)
         self.health.progress(self.topic, partition, lag)
 
+    def labels(self, partition: int, result: BatchResult, pending: int) -> None:
+        """A batch of the labels topic (its outcomes count when their checkpoint commits)."""
+        self._outcomes.update(result.label_outcomes)
+        self._delays += result.label_delays
+        for detection in result.detections:
+            self._alerts[(detection.model, detection.drift_type)] += 1
+        for rejection in result.rejections:
+            self._letters[rejection.reason] += 1
+        self.metrics.set_pending_labels(partition, pending)
+
     def committed(self, seconds: float, active_detectors: int) -> None:
         self.metrics.checkpoint(seconds)
         self.metrics.set_active_detectors(active_detectors)
@@ -66,11 +79,15 @@ class Telemetry:
             self.metrics.alert(model, drift_type, n)
         for reason, n in self._letters.items():
             self.metrics.dead_letter(reason, n)
+        self.metrics.label_outcomes(self._outcomes)
+        self.metrics.label_delays(self._delays)
         self.discard()
 
     def discard(self) -> None:
         self._alerts.clear()
         self._letters.clear()
+        self._outcomes.clear()
+        self._delays.clear()
 
     def failed(self, reason: str) -> None:
         self.health.fail(reason)

@@ -77,6 +77,8 @@ def create_topics(admin: AdminClient, topics: list[NewTopic]) -> list[str]:
 def ensure_topics(admin: AdminClient, kafka: KafkaSettings) -> TopicPlan:
     """Check the input topic, create alert, dead-letter and changelog topics if needed."""
     names = [kafka.input_topic, kafka.alert_topic, kafka.dead_letter, kafka.changelog]
+    if kafka.labels_topic:
+        names.append(kafka.labels_topic)
     counts = partition_counts(admin, names)
     partitions = counts.get(kafka.input_topic)
     if partitions is None:
@@ -92,8 +94,18 @@ def ensure_topics(admin: AdminClient, kafka: KafkaSettings) -> TopicPlan:
             f"partition p is kept in changelog partition p). Delete the changelog topic "
             f"(state is rebuilt from scratch) or recreate it with {partitions} partitions"
         )
+    labels = counts.get(kafka.labels_topic) if kafka.labels_topic else None
+    if labels is not None and labels != partitions:
+        raise TopicError(
+            f"labels topic {kafka.labels_topic!r} has {labels} partitions but input topic "
+            f"{kafka.input_topic!r} has {partitions}: they must match, and labels must be "
+            f"keyed like the predictions (by model, the default partitioner), so that the "
+            f"label of a prediction in input partition p is in labels partition p "
+            f'(docs/detection.md, "Delayed labels")'
+        )
     wanted: list[NewTopic] = []
-    for name in (kafka.alert_topic, kafka.dead_letter):
+    extra = [kafka.labels_topic] if kafka.labels_topic and labels is None else []
+    for name in (kafka.alert_topic, kafka.dead_letter, *extra):
         if name not in counts:
             wanted.append(NewTopic(name, num_partitions=partitions, replication_factor=-1))
     if changelog is None:

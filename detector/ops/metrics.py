@@ -47,6 +47,18 @@ OTHER = "__other__"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+#: Label delays: a minute to a year.
+_LABEL_DELAY_BUCKETS = (
+    60.0,
+    600.0,
+    3600.0,
+    6 * 3600.0,
+    86400.0,
+    7 * 86400.0,
+    30 * 86400.0,
+    90 * 86400.0,
+    365 * 86400.0,
+)
 
 
 class LabelCap:
@@ -172,6 +184,32 @@ class Metrics:
             namespace=ns,
             registry=reg,
         )
+        self._outcome = LabelCap(16)
+        self.labels = Counter(
+            "labels",
+            "Label join outcomes per model (detector.core.labels.OUTCOMES): joined, inline, "
+            "duplicate, duplicate_prediction, expired_labelled, expired_unlabelled, unknown, "
+            "evicted. Label coverage = expired_labelled / (expired_labelled + "
+            "expired_unlabelled).",
+            ["model", "outcome"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.label_delay = Histogram(
+            "label_delay_seconds",
+            "Event time from a prediction to its label, per label joined from the labels topic.",
+            namespace=ns,
+            registry=reg,
+            buckets=_LABEL_DELAY_BUCKETS,
+        )
+        self.pending_labels = Gauge(
+            "label_join_pending",
+            "Predictions waiting for a label, labelled predictions kept until the horizon, "
+            "and labels waiting for their prediction, per input partition.",
+            ["partition"],
+            namespace=ns,
+            registry=reg,
+        )
         if process_metrics:
             _process.ProcessCollector(registry=reg)
             _platform.PlatformCollector(registry=reg)
@@ -232,6 +270,17 @@ class Metrics:
     def limit_rejection(self, limit: str, n: int = 1) -> None:
         """``limit`` is ``"max_models"`` or ``"max_features"``."""
         self.limit_rejections.labels(self._limit(limit)).inc(n)
+
+    def label_outcomes(self, outcomes: Mapping[tuple[str, str], int]) -> None:
+        for (model, outcome), n in outcomes.items():
+            self.labels.labels(model=self._model(model), outcome=self._outcome(outcome)).inc(n)
+
+    def label_delays(self, delays: list[float]) -> None:
+        for seconds in delays:
+            self.label_delay.observe(seconds)
+
+    def set_pending_labels(self, partition: int, n: int) -> None:
+        self.pending_labels.labels(partition=str(partition)).set(n)
 
     def expired(self, n: int = 1) -> None:
         if n:

@@ -83,7 +83,7 @@ def _silence_kafka(args: argparse.Namespace) -> RouterKafkaSettings:
 
 
 def cmd_silence_add(args: argparse.Namespace) -> int:
-    from detector.router.durations import DurationError, parse_duration
+    from detector.core.durations import DurationError, parse_duration
     from detector.router.silence_topic import SilenceTopic
     from detector.router.silences import SilenceError, new_silence
 

@@ -9,7 +9,7 @@ secret, anything in a receiver's ``*_configs`` or under ``librdkafka``) nor for 
 or list.
 
 Durations are strings in Prometheus syntax (``30s``, ``5m``, ``1h30m``; see
-:mod:`detector.router.durations`) and milliseconds in Python. Keys::
+:mod:`detector.core.durations`) and milliseconds in Python. Keys::
 
     global:
       resolve_timeout: 5m       # an alert not seen again for this long counts as resolved
@@ -103,8 +103,8 @@ from detector.config import (
     describe_errors,
     read_config_tree,
 )
+from detector.core.durations import Duration
 from detector.ops.secrets import SecretError, read_secret_file
-from detector.router.durations import Duration
 from detector.router.matchers import Matcher, MatcherError, parse_matcher
 from detector.router.model import LABEL_NAMES, Integration, IntegrationKind
 

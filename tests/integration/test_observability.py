@@ -44,7 +44,7 @@ from detector.core.records import InputRecord
 pytestmark = pytest.mark.integration
 
 MAX_BYTES = 2048
-DRIFT_TYPES = {"mean", "variance", "categorical", "missing_rate", "prediction", "error_rate"}
+DRIFT_TYPES = {"mean", "variance", "categorical", "missing_rate", "prediction", "performance"}
 
 
 def core_replay(settings: Any, records: Sequence[Any]) -> dict[int, Any]:

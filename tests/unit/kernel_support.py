@@ -114,11 +114,11 @@ def canon(obj: Any) -> Any:
         return canon(obj.item())
     # Compiled and uncompiled objects are of different classes: compared by name and state.
     name = type(obj).__name__
-    if name in ("RateTracker", "NumericTracker", "CategoricalTracker"):
+    if name in ("RateTracker", "NumericTracker", "CategoricalTracker", "PerformanceTracker"):
         return (name, canon(obj.__getstate__()))
     if name == "Adwin":
         return (name, canon(obj.__reduce__()[1:]))
-    if name == "RiverDetector":
+    if name in ("RiverDetector", "BinaryDetector"):
         # Pickled twice: the bytes of a first pickle depend on string identities (memo),
         # which a restore does not keep; a second pickle of the restored object is stable.
         return (name, pickle.dumps(pickle.loads(pickle.dumps(obj.det))))
@@ -160,7 +160,7 @@ def model_state(core: Any) -> dict[str, Any]:
                 canon(prediction.missing),
                 canon(prediction.values),
             ),
-            "error": canon(state.error),
+            "performance": canon(state.performance),
         }
     return view
 

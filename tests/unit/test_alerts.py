@@ -118,3 +118,52 @@ class TestBuildAlert:
         assert evidence["reference"]["missing_rate"] == 0.009766
         assert evidence["current"]["missing_rate"] == 0.011719
         assert list(evidence["current"]["quantiles"]) == ["p05", "p25", "p50", "p75", "p95"]
+
+
+class TestPerformanceAlert:
+    def test_exact_performance_alert_completed_by_a_label(self) -> None:
+        """A performance alert names the prediction and, under trigger.label, the label
+        record that completed the detection; it validates against the schema."""
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from label_support import DelayedStream, feed, join_settings, merged
+
+        from detector.core.engine import PartitionDetectors
+
+        core = PartitionDetectors(join_settings(horizon="1h"), "predictions", 0)
+        (detection,) = feed(core, merged(DelayedStream())).detections
+        alert = build_alert(detection, EMITTED_MS)
+        jsonschema.validate(alert, SCHEMA)
+        assert alert["drift_type"] == "performance" and alert["feature"] == "__error__"
+        assert alert["trigger"] == {
+            "topic": "predictions",
+            "partition": 0,
+            "offset": 6375,
+            "event_id": "p6375",
+            "label": {
+                "topic": "labels",
+                "partition": 0,
+                "offset": 5695,
+                "timestamp": alert["detected_at"],
+            },
+        }
+        assert alert["detector"] == {
+            "name": "ADWIN",
+            "params": {
+                "delta": 1e-05,
+                "clock": 4,
+                "max_buckets": 5,
+                "min_window_length": 5,
+                "grace_period": 10,
+            },
+            "block_size": 16,
+        }
+        assert alert["evidence"]["reference"]["count"] == 512
+        assert set(alert["evidence"]["current"]) == {
+            "error_rate",
+            "count",
+            "accuracy",
+            "roc_auc",
+            "positive_rate",
+        }

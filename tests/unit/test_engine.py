@@ -214,48 +214,6 @@ class TestConfiguration:
         assert core.models["fraud"].features["score"].missing.seen == 0
 
 
-class TestErrorRate:
-    def _events(self) -> list[dict[str, object]]:
-        rng = random.Random(5)
-        events: list[dict[str, object]] = []
-        for i in range(8000):
-            score = rng.random()
-            correct = rng.random() < (0.9 if i < 4000 else 0.6)
-            label = (score >= 0.5) if correct else (score < 0.5)
-            events.append(
-                {
-                    "event_id": f"e{i}",
-                    "model": "m",
-                    "timestamp": 1000 + i,
-                    "features": {"x": rng.gauss(0, 1)},
-                    "prediction": round(score, 6),
-                    "label": int(label) if i % 2 else bool(label),
-                }
-            )
-        return events
-
-    def test_error_rate_rise_is_detected_once(self) -> None:
-        """Labelled scores whose error rate goes from 10 % to 40 % at event 4000 give one
-        error_rate alert on __error__, at a known position."""
-        detections, _ = replay(self._events())
-        assert [(d.offset, d.feature, d.drift_type) for d in detections] == [
-            (4415, "__error__", "error_rate")
-        ]
-        assert detections[0].summary == (
-            "error_rate drift on m/__error__: error rate 9.2% -> 29.7% (effect 1.03, ADWIN)"
-        )
-
-    def test_unlabelled_events_do_not_feed_the_error_tracker(self) -> None:
-        """Events without a label leave the error tracker untouched."""
-        events = self._events()
-        for event in events[::2]:
-            del event["label"]
-        core = PartitionDetectors(DetectionSettings(), "in", 0)
-        core.process(_records(events))
-        error = core.models["m"].error
-        assert error is not None and error.seen == 4000
-
-
 def _event(i: int, ts: int, **features: object) -> dict[str, object]:
     return {
         "event_id": f"e{i}",

@@ -257,7 +257,7 @@ class TestEveryShapeOnTheFastPath:
             "categorical",
             "missing_rate",
             "prediction",
-            "error_rate",
+            "performance",
         }, found
 
     @pytest.mark.parametrize("batch", [1, 97, 10**9])

@@ -575,7 +575,7 @@ EXPECTED_DETECTIONS = [
     (9693, "fraud", "__prediction__", "prediction"),
     (9777, "churn", "plan", "missing_rate"),
     (10141, "fraud", "score", "mean"),
-    (10268, "fraud", "__error__", "error_rate"),
+    (10268, "fraud", "__error__", "performance"),
     (10983, "fraud", "late", "mean"),
     (13138, "credit", "income", "variance"),
     (14458, "churn", "usage", "mean"),

@@ -814,7 +814,7 @@ def test_generator_reaches_the_interesting_paths(coverage_records: list[InputRec
         "categorical",
         "missing_rate",
         "prediction",
-        "error_rate",
+        "performance",
     }, drift_types
     features = {(d.model, d.feature) for d in result.detections}
     assert any(not model.isascii() for model, _ in features)

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from detector.router.durations import (
+from detector.core.durations import (
     MAX_MS,
     Duration,
     DurationError,

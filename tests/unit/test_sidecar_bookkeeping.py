@@ -114,6 +114,7 @@ class Cluster:
         settings: Settings,
         committed: Mapping[int, int | None],
         beat: Callable[[], None] = lambda: None,
+        labels_committed: Mapping[int, int | None] | None = None,
     ) -> dict[int, PartitionDetectors]:
         """Stands in for changelog.restore_partitions: per key, the newest entry taken at or
         before the committed offset (the rule of detector.kafka.changelog)."""

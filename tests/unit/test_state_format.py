@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from river import drift
 
@@ -33,7 +34,13 @@ from detector import cli
 from detector.core import state as state_format
 from detector.core.detectors import RiverDetector
 from detector.core.engine import PartitionDetectors
-from detector.core.settings import DETECTOR_NAMES, DetectionSettings
+from detector.core.settings import (
+    BINARY_DETECTOR_NAMES,
+    DETECTOR_NAMES,
+    DetectionSettings,
+    PerformanceDetectorSpec,
+    PerformanceSettings,
+)
 from detector.core.state import (
     ALLOWED,
     ALLOWED_LEGACY,
@@ -46,6 +53,7 @@ from detector.core.state import (
 )
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "state"
+RENAMED = {"error_rate": "performance"}
 RELEASES = sorted(p for p in FIXTURES.iterdir() if (p / "meta.json").exists())
 #: Names only another numpy uses (numpy 1.x names numpy.core).
 LEGACY = {k for k in ALLOWED if k[0].startswith("numpy.core.")}
@@ -73,7 +81,12 @@ class Release:
         self.entries = {p.stem: p.read_bytes() for p in sorted((path / "entries").iterdir())}
         with gzip.open(path / "continuation.jsonl.gz") as f:
             self.tail = f.read().splitlines()
-        self.detections = json.loads((path / "detections.json").read_text())
+        # Releases before state format 5 called performance drift "error_rate" (CHANGELOG):
+        # the same detections, under the new name.
+        self.detections = [
+            dict(d, drift_type=RENAMED.get(d["drift_type"], d["drift_type"]))
+            for d in json.loads((path / "detections.json").read_text())
+        ]
 
     def restore(self, entries: dict[str, bytes] | None = None) -> PartitionDetectors:
         return PartitionDetectors.restore(
@@ -173,6 +186,31 @@ class TestEarlierReleases:
         assert names <= set(ALLOWED_LEGACY)
 
 
+def _performance_state(detector: str) -> Any:
+    """A model's state whose performance tracker runs ``detector``, after labelled events."""
+    spec = PerformanceDetectorSpec(name=detector)
+    settings = DetectionSettings(performance=PerformanceSettings(detector=spec))
+    core = PartitionDetectors(settings, "in", 0)
+    events = [
+        orjson.dumps(
+            {
+                "event_id": f"e{i}",
+                "model": "m",
+                "timestamp": i,
+                "features": {},
+                "prediction": (i % 7) / 7,
+                "label": i % 3 == 0,
+            }
+        )
+        for i in range(3000)
+    ]
+    core.process_batch(list(range(3000)), events)
+    state = core.models["m"]
+    again = decode_model(encode_model(state), "m")
+    assert again.performance.rate.detector.describe() == state.performance.rate.detector.describe()
+    return state
+
+
 class TestAllowList:
     def test_allow_list_is_exactly_what_state_holds(self, live: PartitionDetectors) -> None:
         """Every global that state written by this build names is allowed, and every
@@ -186,6 +224,9 @@ class TestAllowList:
         }
         assert kinds == set(DETECTOR_NAMES)
         entries = {model: encode_model(state) for model, state in live.models.items()}
+        # River's binary detectors: the performance detector only.
+        for name in BINARY_DETECTOR_NAMES:
+            entries[name] = encode_model(_performance_state(name))
         names = set().union(*map(_globals, entries.values()))
         assert names == set(ALLOWED) - LEGACY
 
@@ -443,7 +484,7 @@ class TestVersions:
         with pytest.raises(
             StateFormatError,
             match=f"format version 1; this build reads version {FORMAT_VERSION} "
-            r"\(and migrates version 2, 3\)",
+            r"\(and migrates version 2, 3, 4\)",
         ):
             _restore(MAGIC + b"\x01" + pickle.dumps(1))
 
