@@ -10,7 +10,7 @@ install: $(STAMP)
 
 # The compiled core (setup.py's COMPILED: each module's .py and .pxd) is rebuilt whenever
 # its source changes.
-CORE_SOURCES := $(foreach m,values events detectors trackers engine,detector/core/$(m).py detector/core/$(m).pxd)
+CORE_SOURCES := $(foreach m,values events detectors trackers performance estimation engine,detector/core/$(m).py detector/core/$(m).pxd)
 
 $(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

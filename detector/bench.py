@@ -586,9 +586,10 @@ def _report(
         f"same for every shape and is what keeps every shape below the target. What a shape "
         f"adds on top is in the second table: an RFC 3339 string that differs on every event "
         f"(Python's `datetime`, about 0.7 µs), class probabilities (their argmax in "
-        f"`values.checked_argmax`, Python, about 0.8 µs), a label (`values.is_error` and one "
-        f"more tracker), nulls and absent features (their missing-rate detectors see non-zero "
-        f"blocks and step), unknown fields (only their parse, which the floor pays too)."
+        f"`values.checked_argmax`, Python, about 0.8 µs), a label "
+        f"(`PerformanceTracker.error` and one more tracker), nulls and absent features (their "
+        f"missing-rate detectors see non-zero blocks and step), unknown fields (only their "
+        f"parse, which the floor pays too)."
     )
     detectors, size, restore_s = restore
     shape_header = (
@@ -683,7 +684,7 @@ What the compiled core does per event, and what it costs:
   is skipped, since no cut can be found. So nulls and absent features cost detector time:
   their missing-rate detectors see non-zero blocks and search;
 - class probabilities: their argmax, `values.checked_argmax` (Python), about 0.8 µs;
-- a label: `values.is_error` (Python) and the error-rate tracker.
+- a label: `PerformanceTracker.error` (Python) and the performance tracker.
 
 The same source runs uncompiled in the tests and gives the same detections, rejections
 and state (`tests/unit/test_kernel.py`, `tests/unit/test_kernel_properties.py`, and for

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationErr
 # detector.config.DetectorSpec and the like) be restored.
 from detector.core.settings import DetectionSettings as DetectionSettings
 from detector.core.settings import DetectorSpec as DetectorSpec
+from detector.core.settings import EstimationSettings as EstimationSettings
 from detector.core.settings import FeatureKind as FeatureKind
 from detector.core.settings import FeatureSettings as FeatureSettings
 from detector.core.settings import LabelSettings as LabelSettings

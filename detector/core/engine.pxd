@@ -3,6 +3,8 @@
 cimport cython
 
 from detector.core.events cimport PredictionEvent
+from detector.core.estimation cimport EstimatedPerformance
+from detector.core.performance cimport PerformanceTracker, score_of
 from detector.core.trackers cimport CategoricalTracker, NumericTracker, RateTracker
 
 cdef int IGNORED, NUMERIC, CATEGORICAL, NULL_ONLY, CONFIGURED
@@ -21,6 +23,7 @@ cdef class ModelState:
     cdef public object prediction_kind
     cdef public FeatureMonitor prediction
     cdef public object performance
+    cdef public object estimation
     cdef public long long latest_ms
     cdef public long long events
     cdef public long long refused
@@ -88,7 +91,7 @@ cdef class PartitionDetectors:
     @cython.locals(
         state=ModelState, ts=cython.longlong, hits=list, p=Py_ssize_t, j=Py_ssize_t,
         kind=int, monitor=FeatureMonitor, numbers=NumericTracker,
-        categories=CategoricalTracker, epoch=cython.longlong,
+        categories=CategoricalTracker, epoch=cython.longlong, estimation=EstimatedPerformance,
     )
     cdef void _feed(
         self, Layout layout, PredictionEvent event, object offset, Py_ssize_t index,

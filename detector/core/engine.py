@@ -26,10 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.estimation import EstimatedPerformance
+from detector.core.estimation import fingerprint as estimation_fingerprint
 from detector.core.events import InvalidEvent, PredictionEvent, check_feature_types, parse_event
 from detector.core.hits import Hit
 from detector.core.labels import KEY_PREFIX, Joined, JoinStateError, LabelJoin, parse_label
-from detector.core.performance import PerformanceTracker, legacy
+from detector.core.performance import PerformanceTracker, legacy, score_of
 from detector.core.performance import fingerprint as performance_fingerprint
 from detector.core.records import BatchResult, Detection, InputRecord, Rejection
 from detector.core.settings import ERROR, PREDICTION, DetectionSettings
@@ -128,6 +130,8 @@ class ModelState:
     prediction: FeatureMonitor | None
     #: The performance tracker (a format 4 error-rate RateTracker until reconfigure()).
     performance: Any
+    #: The estimated performance (None until the model's first labelled prediction, or off).
+    estimation: EstimatedPerformance | None
     latest_ms: int
     events: int
     refused: int
@@ -137,6 +141,7 @@ class ModelState:
         self.prediction_kind = None
         self.prediction = None
         self.performance = None
+        self.estimation = None
         self.latest_ms = 0
         self.events = 0
         self.refused = 0
@@ -147,6 +152,7 @@ class ModelState:
             "prediction_kind": self.prediction_kind,
             "prediction": self.prediction,
             "performance": self.performance,
+            "estimation": self.estimation,
             "latest_ms": self.latest_ms,
             "events": self.events,
             "refused": self.refused,
@@ -159,6 +165,7 @@ class ModelState:
         # Format 4 and earlier: the error-rate tracker, made the performance tracker by
         # PartitionDetectors.reconfigure (which every restore runs).
         self.performance = state["performance"] if "performance" in state else state["error"]
+        self.estimation = state.get("estimation")
         self.latest_ms = state["latest_ms"]
         self.events = state["events"]
         self.refused = state["refused"]
@@ -459,14 +466,21 @@ class PartitionDetectors:
             if joined is not None:
                 self._joined(joined, result)
                 hit = self._performance(state, event.model).observe(
-                    joined.prediction, joined.label, index
+                    joined.prediction, joined.label, index, self._estimation(state)
                 )
                 if hit is not None:
                     hits = _add(hits, layout.prediction_rank + 1, 0, ERROR, hit)
         elif label is not None:
-            hit = layout.error.observe(event.prediction, label, index)
+            hit = layout.error.observe(event.prediction, label, index, self._estimation(state))
             if hit is not None:
                 hits = _add(hits, layout.prediction_rank + 1, 0, ERROR, hit)
+        estimation = state.estimation
+        if estimation is not None and estimation.table is not None:
+            score = score_of(event.prediction)
+            if score is not None:
+                hit = estimation.observe(score, index)
+                if hit is not None:
+                    hits = _add(hits, layout.prediction_rank + 1, 1, ERROR, hit)
         state.events += 1
         if ts > state.latest_ms:
             state.latest_ms = ts
@@ -581,6 +595,13 @@ class PartitionDetectors:
             self._layouts.pop(model, None)  # the layout holds the tracker it had
         return perf  # type: ignore[no-any-return]
 
+    def _estimation(self, state: ModelState) -> EstimatedPerformance | None:
+        """The model's estimated performance, made at its first labelled prediction."""
+        estimation = state.estimation
+        if estimation is None and self.settings.estimated_performance.enabled:
+            estimation = state.estimation = EstimatedPerformance(self.settings)
+        return estimation
+
     def _joined(self, joined: Joined, result: BatchResult) -> None:
         if joined.label_offset is not None:
             result.label_delays.append((joined.label_ms - joined.prediction_ms) / 1000.0)
@@ -619,7 +640,8 @@ class PartitionDetectors:
             state = self.models[model]  # a waiting prediction's model is tracked
             self._joined(joined, result)
             self._dirty.add(model)
-            hit = self._performance(state, model).observe(joined.prediction, joined.label, i)
+            perf = self._performance(state, model)
+            hit = perf.observe(joined.prediction, joined.label, i, self._estimation(state))
             if hit is not None:
                 detection = self._detection_at(
                     ERROR,
@@ -764,6 +786,13 @@ class PartitionDetectors:
             elif perf is not None and perf.fingerprint != performance_fingerprint(settings, model):
                 state.performance = self._new_performance(model)
                 reset += 1
+            estimation = state.estimation
+            if estimation is not None and (
+                not settings.estimated_performance.enabled
+                or estimation.fingerprint != estimation_fingerprint(settings)
+            ):
+                state.estimation = None  # made again, and calibrated again, from labels
+                reset += 1
             ignored = settings.ignored(model)
             for name in list(state.features):
                 monitor = state.features[name]
@@ -787,6 +816,19 @@ class PartitionDetectors:
                 prediction.set_kind(settings, model, PREDICTION, prediction.kind)
         return reset
 
+    def accuracy(self) -> dict[str, tuple[float | None, float | None]]:
+        """Per model with an estimate: the estimated accuracy of its last window_size scored
+        predictions and the realized accuracy of its last window_size labelled ones (the
+        gauges; not state)."""
+        out: dict[str, tuple[float | None, float | None]] = {}
+        for model, state in self.models.items():
+            estimation = state.estimation
+            if estimation is not None and estimation.table is not None:
+                perf = state.performance
+                realized = perf.realized_accuracy() if perf is not None else None
+                out[model] = (estimation.estimate(), realized)
+        return out
+
     @property
     def active_detectors(self) -> int:
         total = 0
@@ -794,6 +836,7 @@ class PartitionDetectors:
             total += sum(monitor.detector_count for monitor in state.features.values())
             total += state.prediction.detector_count if state.prediction is not None else 0
             total += 1 if state.performance is not None else 0
+            total += 1 if state.estimation is not None else 0
         return total
 
 

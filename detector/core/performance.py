@@ -49,7 +49,7 @@ def fingerprint(settings: DetectionSettings, model: str) -> str:
     )
 
 
-def _binary_label(label: Any) -> int | None:
+def binary_label(label: Any) -> int | None:
     if type(label) is bool:
         return int(label)
     if type(label) in _NUMBERS and label in (0, 1):
@@ -57,7 +57,7 @@ def _binary_label(label: Any) -> int | None:
     return None
 
 
-def _score(prediction: Any) -> float | None:
+def score_of(prediction: Any) -> float | None:
     """The positive-class score of a probability output, if it is one."""
     if type(prediction) in _NUMBERS and 0.0 <= prediction <= 1.0:
         return float(prediction)
@@ -66,6 +66,10 @@ def _score(prediction: Any) -> float | None:
             if name in prediction:
                 return float(prediction[name])
     return None
+
+
+def _by_probability(item: tuple[str, float]) -> tuple[float, str]:
+    return item[1], item[0]
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
@@ -107,9 +111,9 @@ class PerformanceTracker:
     def error(self, prediction: Any, label: Any) -> tuple[int, float, int] | None:
         """The 0/1 error of a labelled prediction, its score and 0/1 label (nan and -1 when
         not a scored binary decision); None while a regression reference builds."""
-        positive = _binary_label(label)
+        positive = binary_label(label)
         if positive is not None:
-            score = _score(prediction)
+            score = score_of(prediction)
             if score is not None:
                 return int((score >= self.threshold) != bool(positive)), score, positive
         if type(prediction) in _NUMBERS and type(label) in _NUMBERS and positive is None:
@@ -122,16 +126,21 @@ class PerformanceTracker:
                 return None
             return int(err > self.cutoff), float("nan"), -1
         if type(prediction) is dict:
-            watched = max(prediction.items(), key=lambda item: (item[1], item[0]))[0]
+            watched = max(prediction.items(), key=_by_probability)[0]
         else:
             watched = categorical(prediction)
         return int(watched != categorical(label)), float("nan"), -1
 
-    def observe(self, prediction: Any, label: Any, index: int) -> Hit | None:
-        """Feed one labelled prediction; a hit when the error rate rose."""
+    def observe(
+        self, prediction: Any, label: Any, index: int, estimation: Any = None
+    ) -> Hit | None:
+        """Feed one labelled prediction; a hit when the error rate rose. A scored binary
+        decision also calibrates ``estimation`` (an EstimatedPerformance), if given."""
         observed = self.error(prediction, label)
         if observed is None:
             return None
+        if estimation is not None and observed[2] >= 0:
+            estimation.learn(observed[1], observed[2])
         self.labelled += 1
         if len(self.reference) < self.reference_size:
             self.reference.append(observed)
@@ -157,6 +166,12 @@ class PerformanceTracker:
             evidence=hit.evidence,
             description=f"error rate {ref:.1%} -> {cur:.1%}",
         )
+
+    def realized_accuracy(self) -> float | None:
+        """1 - the error rate of the last window_size labelled predictions."""
+        if not self.current:
+            return None
+        return 1.0 - sum(o[0] for o in self.current) / len(self.current)
 
     def _evidence(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
         if not self.reference or not self.current:
@@ -239,4 +254,11 @@ def legacy(tracker: RateTracker, fingerprint_now: str, settings: DetectionSettin
     return perf
 
 
-__all__ = ["PERFORMANCE", "PerformanceTracker", "fingerprint", "roc_auc"]
+__all__ = [
+    "PERFORMANCE",
+    "PerformanceTracker",
+    "binary_label",
+    "fingerprint",
+    "roc_auc",
+    "score_of",
+]

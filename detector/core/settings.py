@@ -107,6 +107,18 @@ class PerformanceSettings(_Strict):
     )
 
 
+class EstimationSettings(_Strict):
+    """Performance estimated before labels arrive (``detection.estimated_performance``)."""
+
+    #: On for models whose predictions are scores (or two-class probabilities) once labels
+    #: arrive; off: no estimate.
+    enabled: bool = True
+    #: Labelled predictions the calibration map is fitted on.
+    reference_size: int = Field(5000, ge=100, le=1_000_000)
+    #: The detector on the expected errors (block means), as for the missing rate.
+    detector: DetectorSpec = DetectorSpec(name="ADWIN", params={"delta": 1e-5, "clock": 4})
+
+
 class FeatureSettings(_Strict):
     """Per-feature override. Unset fields inherit from the model, then the defaults."""
 
@@ -141,6 +153,7 @@ class DetectionSettings(_Strict):
     feature_ttl_s: float = Field(24 * 3600.0, gt=0.0)
     labels: LabelSettings = LabelSettings()
     performance: PerformanceSettings = PerformanceSettings()
+    estimated_performance: EstimationSettings = EstimationSettings()
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 
     def performance_detector(self, model: str) -> DetectorSpec:
@@ -190,6 +203,7 @@ class DetectionSettings(_Strict):
         specs: list[tuple[str, DetectorSpec]] = [
             ("detector", self.detector),
             ("performance.detector", self.performance.detector),
+            ("estimated_performance.detector", self.estimated_performance.detector),
         ]
         for model_name, model in self.models.items():
             if model.detector is not None:
@@ -211,6 +225,7 @@ __all__ = [
     "PREDICTION",
     "DetectionSettings",
     "DetectorSpec",
+    "EstimationSettings",
     "FeatureKind",
     "FeatureSettings",
     "LabelSettings",

@@ -243,6 +243,7 @@ _RESTORED = {
     "FeatureMonitor": "detector.core.engine",
     "ModelState": "detector.core.engine",
     "PerformanceTracker": "detector.core.performance",
+    "EstimatedPerformance": "detector.core.estimation",
 }
 
 
@@ -509,6 +510,7 @@ _SETTINGS = {
         "LabelSettings",
         "PerformanceSettings",
         "PerformanceDetectorSpec",
+        "EstimationSettings",
     )
 }
 
@@ -862,6 +864,8 @@ class _Checker:
             self.rate(perf, "the error rate")
         elif perf is not None:
             self.performance(perf, "the performance tracker")
+        if state.estimation is not None:
+            self.estimation(state.estimation, "the estimated performance")
         for name in ("events", "refused"):
             _int(getattr(state, name), name, 0)
 
@@ -939,6 +943,41 @@ class _Checker:
                 for row in rows
             ):
                 _fail(where, f"has a {name} window that is not (error, score, label) rows")
+
+    def estimation(self, est: Any, where: str) -> None:
+        from detector.core.estimation import TABLE, EstimatedPerformance
+
+        if type(est) is not EstimatedPerformance:
+            _fail(where, "is not an estimated performance")
+        state = est.__getstate__()
+        if type(state["fingerprint"]) is not str:
+            _fail(where, "has no fingerprint")
+        size = _int(state["reference_size"], f"{where} calibration size", 1)
+        ref = _int(state["ref_size"], f"{where} reference size", 1)
+        window = _int(state["window_size"], f"{where} window size", 1)
+        k = _int(state["k"], f"{where} block size", 1)
+        _int(state["cnt"], f"{where} block count", 0, k - 1)
+        _int(state["seen"], f"{where} seen", 0)
+        _float(state["threshold"], f"{where} threshold")
+        _float(state["acc"], f"{where} block sum")
+        self.detector(state["detector"], where)
+        self.rearm(state["rearm"], where)
+        scores, labels = state["calibrating_scores"], state["calibrating_labels"]
+        if (
+            len(scores) != len(labels)
+            or len(scores) >= size
+            or any(type(s) is not float for s in scores)
+            or any(y not in (0, 1) or type(y) is not int for y in labels)
+        ):
+            _fail(where, "has calibration data that is not scores and 0/1 labels")
+        if state["table"] is not None:
+            _array(state["table"], f"{where} calibration table", "f8", TABLE, TABLE)
+        if state["realized_reference"] is not None:
+            _float(state["realized_reference"], f"{where} realized accuracy")
+        for name, most in (("reference", ref), ("current", window)):
+            values = state[name]
+            if len(values) > most or any(type(v) is not float for v in values):
+                _fail(where, f"has a {name} window that is not scores")
 
     def numeric(self, tracker: Any, where: str) -> None:
         from detector.core.hits import RANK_WINDOW

@@ -12,5 +12,3 @@ cdef object _argmax(object prediction, bint checked)
 
 cpdef object checked_argmax(object prediction)
 
-@cython.locals(score=double, p=double, y=double)
-cpdef bint is_error(object prediction, object label) except -1

@@ -47,21 +47,3 @@ def checked_argmax(prediction: dict[str, Any]) -> str | None:
     """``prediction_value`` of valid class probabilities; None if they are not valid
     (the full parser then says why)."""
     return _argmax(prediction, checked=True)
-
-
-def is_error(prediction: object, label: object) -> bool:
-    """Whether a labelled prediction is wrong.
-
-    - A score in [0, 1] against a 0/1 or boolean label: wrong when ``score >= 0.5`` disagrees.
-    - A number against a number otherwise (regression): wrong when it misses by more than
-      10 % of the label's magnitude.
-    - Anything else (classes): wrong when the two differ.
-    """
-    if type(prediction) in _NUMERIC and (type(label) is bool or label in (0, 1)):
-        score = float(prediction)  # type: ignore[arg-type]
-        if 0.0 <= score <= 1.0:
-            return (score >= 0.5) != bool(label)
-    if type(prediction) in _NUMERIC and type(label) in _NUMERIC:
-        p, y = float(prediction), float(label)  # type: ignore[arg-type]
-        return abs(p - y) > 0.1 * max(abs(y), 1e-12)
-    return categorical(prediction) != categorical(label)

@@ -360,9 +360,13 @@ class Sidecar:
                 if p in self._label_positions
             ]
         self._require_output().checkpoint(self._require_consumer(), changelog, offsets)
+        touched = set(self._pending)
         self._pending.clear()
         self._events_since = 0
         self._last_checkpoint = time.monotonic()
+        for partition, state in self._states.items():
+            if partition in touched:
+                self.metrics.set_accuracy(partition, state.accuracy())
         active = sum(state.active_detectors for state in self._states.values())
         self._telemetry.committed(self._last_checkpoint - started, active)
         self._rewinds = 0

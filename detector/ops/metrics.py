@@ -210,6 +210,21 @@ class Metrics:
             namespace=ns,
             registry=reg,
         )
+        self.estimated_accuracy = Gauge(
+            "estimated_accuracy",
+            "Estimated accuracy (CBPE) of the last window_size scored predictions of a model "
+            "(the latest of its partitions).",
+            ["model", "partition"],
+            namespace=ns,
+            registry=reg,
+        )
+        self.realized_accuracy = Gauge(
+            "realized_accuracy",
+            "Realized accuracy of the last window_size labelled predictions of a model.",
+            ["model", "partition"],
+            namespace=ns,
+            registry=reg,
+        )
         if process_metrics:
             _process.ProcessCollector(registry=reg)
             _platform.PlatformCollector(registry=reg)
@@ -278,6 +293,16 @@ class Metrics:
     def label_delays(self, delays: list[float]) -> None:
         for seconds in delays:
             self.label_delay.observe(seconds)
+
+    def set_accuracy(
+        self, partition: int, accuracy: Mapping[str, tuple[float | None, float | None]]
+    ) -> None:
+        for model, (estimated, realized) in accuracy.items():
+            labels = {"model": self._model(model), "partition": str(partition)}
+            if estimated is not None:
+                self.estimated_accuracy.labels(**labels).set(estimated)
+            if realized is not None:
+                self.realized_accuracy.labels(**labels).set(realized)
 
     def set_pending_labels(self, partition: int, n: int) -> None:
         self.pending_labels.labels(partition=str(partition)).set(n)

@@ -98,7 +98,7 @@ def _panel_of(alert: dict[str, Any]) -> str:
     statistic = alert["evidence"].get("statistic")
     if drift_type == "missing_rate":
         return "missing"
-    if drift_type == "error_rate":
+    if drift_type in ("performance", "error_rate"):
         return "error"
     if drift_type == "categorical" or statistic == "share":
         return "share"

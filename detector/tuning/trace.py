@@ -19,9 +19,9 @@ and per feature (the prediction as ``__prediction__``, the error rate as ``__err
 
 Values become tracker input with the core's own functions (:func:`~detector.core.values.kind_of`,
 :func:`~detector.core.values.categorical`, :func:`~detector.core.values.prediction_value`,
-:func:`~detector.core.values.is_error`). Memory is bounded whatever the stream's length:
-bins start one event wide, and when a model has more than :data:`MAX_BINS`, neighbouring
-bins are merged in pairs and the width doubles.
+:meth:`~detector.core.performance.PerformanceTracker.error`). Memory is bounded whatever the
+stream's length: bins start one event wide, and when a model has more than
+:data:`MAX_BINS`, neighbouring bins are merged in pairs and the width doubles.
 
 The trackers count *observations* (a feature's non-null values, its events, the labelled
 events), not model events: :meth:`StreamTrace.position_of` maps the k-th observation back
@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from detector.core.performance import PerformanceTracker, fingerprint
 from detector.core.settings import ERROR, PREDICTION, DetectionSettings
-from detector.core.values import categorical, is_error, kind_of, prediction_value
+from detector.core.values import categorical, kind_of, prediction_value
 
 #: Bins per model, at most (then neighbouring bins merge and the width doubles).
 MAX_BINS = 1000
@@ -58,7 +59,8 @@ TRACKER_OF = {
     "categorical": VALUES,
     "prediction": VALUES,
     "missing_rate": MISSING,
-    "error_rate": MISSING,  # the error series' "events" are the labelled events
+    "performance": MISSING,  # the error series' "events" are the labelled events
+    "error_rate": MISSING,  # the same, as alerts of earlier releases call it
 }
 
 _SCALARS = (str, int, float, bool)
@@ -175,6 +177,8 @@ class ModelTrace:
         self.features: dict[str, Series] = {}
         self.prediction: Series | None = None
         self.error: Series | None = None
+        #: The errors, as the performance tracker makes them (its regression cut-off).
+        self.errors: PerformanceTracker | None = None
         self.merges = 0
 
     def all_series(self) -> list[Series]:
@@ -274,10 +278,16 @@ class StreamTrace:
             trace.prediction.category(b, categorical(watched))
         label = event.get("label")
         if label is not None:
-            if trace.error is None:
+            if trace.error is None or trace.errors is None:
                 trace.error = Series(trace.bins, position)
-            trace.error.events[b] += 1
-            trace.error.flags[b] += is_error(watched, label)
+                spec = self.settings.performance_detector(model)
+                trace.errors = PerformanceTracker(
+                    spec, self.settings, fingerprint(self.settings, model)
+                )
+            observed = trace.errors.error(prediction, label)
+            if observed is not None:  # None: a regression reference still building
+                trace.error.events[b] += 1
+                trace.error.flags[b] += observed[0]
 
     def _fits(self, trace: ModelTrace, features: dict[str, Any], prediction: Any) -> bool:
         """Whether the event's values have the kinds seen before (else the core rejects

@@ -3,6 +3,7 @@ one PartitionDetectors in time order (as a sidecar reading both topics live woul
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,3 +119,42 @@ def positions(detections: list[Detection]) -> list[tuple[int, int | None, str]]:
     return [
         (d.offset, None if d.label is None else d.label["offset"], d.drift_type) for d in detections
     ]
+
+
+def scored_stream(
+    n: int = 30_000,
+    change: int = 15_000,
+    spread_before: float = 3.0,
+    spread_after: float = 3.0,
+    flip_after: float = 0.0,
+    labelled: int = 6_000,
+    seed: int = 21,
+    model: str = "credit",
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Calibrated scores: ``score = sigmoid(z)`` with ``z ~ N(0, spread)`` and the label
+    drawn with probability ``score``. From ``change`` on, ``spread_after`` (a covariate
+    shift: less confident scores, a lower accuracy that the scores show) and labels flipped
+    with probability ``flip_after`` (a concept shift: the same scores, other labels). The
+    first ``labelled`` events carry their label; the others' labels are returned apart."""
+    rng = random.Random(seed)
+    events: list[dict[str, Any]] = []
+    truth: list[int] = []
+    start = 1_767_225_600_000
+    for i in range(n):
+        z = rng.gauss(0.0, spread_before if i < change else spread_after)
+        score = 1.0 / (1.0 + math.exp(-z))
+        label = int(rng.random() < score)
+        if i >= change and rng.random() < flip_after:
+            label = 1 - label
+        truth.append(label)
+        event: dict[str, Any] = {
+            "event_id": f"s{i}",
+            "model": model,
+            "timestamp": start + i * 1000,
+            "features": {"x": round(z, 6)},
+            "prediction": round(score, 6),
+        }
+        if i < labelled:
+            event["label"] = label
+        events.append(event)
+    return events, truth

@@ -1,0 +1,30 @@
+# C declarations for estimation.py (Cython's pure-Python mode: the .py is the code, this
+# file only gives it C types). Read estimation.py; change the two together.
+cimport cython
+
+from detector.core.detectors cimport Detector
+
+
+cdef class EstimatedPerformance:
+    cdef public str fingerprint
+    cdef public Py_ssize_t reference_size
+    cdef public Py_ssize_t ref_size
+    cdef public Py_ssize_t window_size
+    cdef public double threshold
+    cdef public long long k
+    cdef public double scale
+    cdef public Detector detector
+    cdef public object rearm
+    cdef public list calibrating_scores
+    cdef public list calibrating_labels
+    cdef public object table
+    cdef public list _lookup
+    cdef public object realized_reference
+    cdef public list reference
+    cdef public object current
+    cdef public double acc
+    cdef public long long cnt
+    cdef public long long seen
+
+    @cython.locals(p=double, q=double, block=double)
+    cpdef object observe(self, double score, Py_ssize_t index)

@@ -1,0 +1,275 @@
+"""Performance estimated before labels arrive (``drift_type`` ``estimated_performance``): the
+idea of NannyML's confidence-based performance estimation (CBPE), streaming.
+
+For a classifier whose output is a probability (a score in [0, 1], or two-class
+probabilities; see :func:`detector.core.performance.score_of`):
+
+1. **Calibrate** on the first ``reference_size`` labelled predictions of the model (their
+   scores and labels, whichever way the labels came): an isotonic regression of the label
+   on the score (pool-adjacent-violators), tabulated on ``TABLE`` score bins, gives each
+   score its calibrated probability ``p`` of the positive class.
+2. **Estimate**, for every prediction from then on, labelled or not: the decision is
+   ``score >= threshold``; the probability that it is right is ``q = p`` for a positive
+   decision and ``1 - p`` for a negative one. A window's estimated accuracy is the mean of
+   its ``q``; its 95 % interval is ``+-1.96 sqrt(sum q (1 - q)) / n`` (each decision right
+   or wrong independently with its ``q``). The estimated ROC AUC of a window is the share
+   of (positive, negative) pairs ordered right, each pair weighted by ``p_i (1 - p_j)``.
+3. **Detect** a drop: the expected errors ``1 - q`` feed a detector on block means (ADWIN by
+   default, as the missing rate), which alerts only when the estimated accuracy falls.
+
+Assumptions (docs/detection.md): the calibration map of the reference window stays right
+(probabilities calibrated, or calibrated by the map, on data like the reference); changes
+are covariate shift only (the scores move, ``P(label | score)`` does not). Under concept
+shift (the same scores, other labels) the estimate stays where it was and is wrong: the
+realized performance drift, once labels arrive, is what finds it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from detector.core.detectors import build_detector
+from detector.core.hits import Hit, Rearm, block_scale
+from detector.core.settings import DetectionSettings
+
+ESTIMATED = "estimated_performance"
+#: Score bins of the tabulated calibration map.
+TABLE = 1024
+
+
+def isotonic(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pool-adjacent-violators fit of ``labels`` on ``scores``: the blocks' mean scores and
+    their fitted (non-decreasing) means."""
+    order = np.argsort(scores, kind="mergesort")
+    xs = scores[order].astype(np.float64)
+    ys = labels[order].astype(np.float64)
+    means: list[float] = []
+    weights: list[float] = []
+    centers: list[float] = []
+    # Explicit indices, not negative ones: compiled without wraparound.
+    for x, y in zip(xs.tolist(), ys.tolist(), strict=True):
+        means.append(y)
+        weights.append(1.0)
+        centers.append(x)
+        while len(means) > 1 and means[len(means) - 2] >= means[len(means) - 1]:
+            last = len(means) - 1
+            w = weights[last - 1] + weights[last]
+            means[last - 1] = (
+                means[last - 1] * weights[last - 1] + means[last] * weights[last]
+            ) / w
+            centers[last - 1] = (
+                centers[last - 1] * weights[last - 1] + centers[last] * weights[last]
+            ) / w
+            weights[last - 1] = w
+            means.pop()
+            weights.pop()
+            centers.pop()
+    return np.asarray(centers), np.asarray(means)
+
+
+def calibration_table(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The calibrated probability at the centre of each of TABLE score bins."""
+    centers, means = isotonic(scores, labels)
+    grid = (np.arange(TABLE) + 0.5) / TABLE
+    return np.asarray(np.interp(grid, centers, means), dtype=np.float64)
+
+
+def expected_auc(scores: np.ndarray, probs: np.ndarray) -> float | None:
+    """ROC AUC expected under calibrated probabilities: pairs (i positive, j negative)
+    weighted ``p_i (1 - p_j)``, right when ``s_i > s_j`` (ties count a half)."""
+    order = np.argsort(scores, kind="mergesort")
+    s, p = scores[order], probs[order]
+    neg = 1.0 - p
+    # For each i, the negative weight of the scores below it, and of its ties.
+    _, first, counts = np.unique(s, return_index=True, return_counts=True)
+    cum_neg = np.concatenate(([0.0], np.cumsum(neg)))
+    below = np.repeat(cum_neg[first], counts)
+    tied = np.repeat(cum_neg[first + counts] - cum_neg[first], counts)
+    right = float(np.sum(p * (below + 0.5 * (tied - neg))))
+    total = float(p.sum() * neg.sum() - np.sum(p * neg))
+    return None if total <= 0.0 else right / total
+
+
+def summary(scores: list[float], table: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Estimated accuracy (with its 95 % interval) and ROC AUC of a window of scores."""
+    s = np.asarray(scores, dtype=np.float64)
+    p = table[np.minimum((s * TABLE).astype(np.int64), TABLE - 1)]
+    q = np.where(s >= threshold, p, 1.0 - p)
+    n = s.shape[0]
+    accuracy = float(q.mean())
+    half = 1.96 * math.sqrt(float(np.sum(q * (1.0 - q)))) / n
+    auc = expected_auc(s, p)
+    return {
+        "count": n,
+        "estimated_accuracy": round(accuracy, 6),
+        "estimated_accuracy_ci": [
+            round(max(0.0, accuracy - half), 6),
+            round(min(1.0, accuracy + half), 6),
+        ],
+        "estimated_roc_auc": None if auc is None else round(auc, 6),
+    }
+
+
+class EstimatedPerformance:
+    """The estimated accuracy of one model's scored predictions on one partition."""
+
+    def __init__(self, settings: DetectionSettings) -> None:
+        estimation = settings.estimated_performance
+        self.fingerprint = fingerprint(settings)
+        self.reference_size = estimation.reference_size
+        self.ref_size = settings.reference_size
+        self.window_size = settings.window_size
+        self.threshold = settings.labels.threshold
+        self.k = settings.block_size
+        self.scale = block_scale(self.k)
+        self.detector = build_detector(estimation.detector)
+        self.rearm = Rearm(settings.rearm_after)
+        self.calibrating_scores: list[float] = []
+        self.calibrating_labels: list[int] = []
+        self.table: np.ndarray | None = None
+        self._lookup: list[float] = []  # the table as Python floats (per-event lookups)
+        self.realized_reference: float | None = None  # the calibration window's accuracy
+        self.reference: list[float] = []  # the first ref_size scores since the last detection
+        self.current: deque[float] = deque(maxlen=self.window_size)
+        self.acc = 0.0
+        self.cnt = 0
+        self.seen = 0
+
+    def learn(self, score: float, positive: int) -> None:
+        """A labelled scored prediction: calibration material until the map is fitted."""
+        if self.table is not None:
+            return
+        self.calibrating_scores.append(score)
+        self.calibrating_labels.append(positive)
+        if len(self.calibrating_scores) >= self.reference_size:
+            s = np.asarray(self.calibrating_scores)
+            y = np.asarray(self.calibrating_labels)
+            self.table = calibration_table(s, y)
+            self._lookup = self.table.tolist()
+            self.realized_reference = float(np.mean((s >= self.threshold) == (y == 1)))
+            self.calibrating_scores = []
+            self.calibrating_labels = []
+
+    def observe(self, score: float, index: int) -> Hit | None:
+        """A scored prediction (labelled or not); a hit when the estimated accuracy fell."""
+        if self.table is None:
+            return None
+        p = self._lookup[min(int(score * TABLE), TABLE - 1)]
+        q = p if score >= self.threshold else 1.0 - p
+        self.seen += 1
+        if len(self.reference) < self.ref_size:
+            self.reference.append(score)
+        self.current.append(score)
+        self.acc += 1.0 - q
+        self.cnt += 1
+        if self.cnt < self.k:
+            return None
+        block = self.acc
+        self.acc = 0.0
+        self.cnt = 0
+        if not self.detector.step(block * self.scale):
+            return None
+        return self._hit(index)
+
+    def _hit(self, index: int) -> Hit | None:
+        table = self.table
+        assert table is not None
+        reference = summary(self.reference, table, self.threshold)
+        current = summary(list(self.current), table, self.threshold)
+        self.reference = []
+        self.current.clear()
+        ref_acc = reference["estimated_accuracy"]
+        cur_acc = current["estimated_accuracy"]
+        if cur_acc >= ref_acc or not self.rearm.fresh(ESTIMATED, self.seen):
+            return None
+        # The windows' own labels are not known yet (the gauges and the backtest show the
+        # realized accuracy once they are); the calibration window's are.
+        reference["realized_accuracy"] = None
+        current["realized_accuracy"] = None
+        calibration = {
+            "count": self.reference_size,
+            "realized_accuracy": _round(self.realized_reference),
+        }
+        return Hit(
+            index=index,
+            drift_type=ESTIMATED,
+            statistic="estimated_accuracy",
+            detector=self.detector.describe(),
+            effect=round((ref_acc - cur_acc) / 0.2, 6),
+            evidence={"reference": reference, "current": current, "calibration": calibration},
+            description=f"estimated accuracy {ref_acc:.1%} -> {cur_acc:.1%}",
+        )
+
+    def estimate(self) -> float | None:
+        """The estimated accuracy of the last window_size scored predictions."""
+        if self.table is None or not self.current:
+            return None
+        return float(summary(list(self.current), self.table, self.threshold)["estimated_accuracy"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "reference_size": self.reference_size,
+            "ref_size": self.ref_size,
+            "window_size": self.window_size,
+            "threshold": self.threshold,
+            "k": self.k,
+            "detector": self.detector,
+            "rearm": self.rearm,
+            "calibrating_scores": list(self.calibrating_scores),
+            "calibrating_labels": list(self.calibrating_labels),
+            "table": None if self.table is None else self.table.copy(),
+            "realized_reference": self.realized_reference,
+            "reference": list(self.reference),
+            "current": list(self.current),
+            "acc": self.acc,
+            "cnt": self.cnt,
+            "seen": self.seen,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.fingerprint = state["fingerprint"]
+        self.reference_size = state["reference_size"]
+        self.ref_size = state["ref_size"]
+        self.window_size = state["window_size"]
+        self.threshold = state["threshold"]
+        self.k = state["k"]
+        self.scale = block_scale(self.k)
+        self.detector = state["detector"]
+        self.rearm = state["rearm"]
+        self.calibrating_scores = list(state["calibrating_scores"])
+        self.calibrating_labels = list(state["calibrating_labels"])
+        self.table = state["table"]
+        self._lookup = [] if self.table is None else self.table.tolist()
+        self.realized_reference = state["realized_reference"]
+        self.reference = list(state["reference"])
+        self.current = deque(state["current"], maxlen=self.window_size)
+        self.acc = state["acc"]
+        self.cnt = state["cnt"]
+        self.seen = state["seen"]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        from detector.core.trackers import _restore
+
+        return (_restore, (EstimatedPerformance, self.__getstate__()))
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def fingerprint(settings: DetectionSettings) -> str:
+    estimation = settings.estimated_performance
+    spec = estimation.detector
+    return (
+        f"{spec.name}{sorted(spec.params.items())}/{estimation.reference_size}/"
+        f"{settings.block_size}/{settings.window_size}/{settings.rearm_after}/"
+        f"{settings.labels.threshold}"
+    )
+
+
+__all__ = ["ESTIMATED", "EstimatedPerformance", "calibration_table", "expected_auc", "isotonic"]
