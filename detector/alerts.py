@@ -17,11 +17,14 @@ _ALERT_NAMESPACE = uuid.UUID("6f0f8f1e-3c1a-5b7e-9a43-2d1f0c7b9e11")
 
 
 def alert_id(detection: Detection) -> str:
-    """Same detection, same id: the trigger position and what drifted, nothing time-dependent."""
+    """Same detection, same id: the trigger position and what drifted, nothing time-dependent
+    (a slice's detection adds its segment, so that it differs from the model's own)."""
     name = (
         f"{detection.topic}/{detection.partition}/{detection.offset}/"
         f"{detection.model}/{detection.feature}/{detection.drift_type}"
     )
+    if detection.segment is not None:
+        name += "/" + ",".join(f"{k}={v}" for k, v in sorted(detection.segment.items()))
     return str(uuid.uuid5(_ALERT_NAMESPACE, name))
 
 
@@ -45,7 +48,7 @@ def build_alert(detection: Detection, emitted_at_ms: int) -> dict[str, Any]:
             "offset": label["offset"],
             "timestamp": rfc3339(label["timestamp_ms"]),
         }
-    return {
+    alert: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "alert_id": alert_id(detection),
         "model": detection.model,
@@ -60,6 +63,9 @@ def build_alert(detection: Detection, emitted_at_ms: int) -> dict[str, Any]:
         "evidence": detection.evidence,
         "summary": detection.summary,
     }
+    if detection.segment is not None:
+        alert["segment"] = detection.segment
+    return alert
 
 
 def encode_alert(alert: dict[str, Any]) -> bytes:

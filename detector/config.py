@@ -33,6 +33,7 @@ from detector.core.settings import LabelSettings as LabelSettings
 from detector.core.settings import ModelSettings as ModelSettings
 from detector.core.settings import PerformanceDetectorSpec as PerformanceDetectorSpec
 from detector.core.settings import PerformanceSettings as PerformanceSettings
+from detector.core.settings import SegmentSettings as SegmentSettings
 from detector.errors import ConfigError as ConfigError
 from detector.ops.secrets import is_secret_key
 

@@ -24,6 +24,7 @@ cdef class ModelState:
     cdef public FeatureMonitor prediction
     cdef public object performance
     cdef public object estimation
+    cdef public dict fairness
     cdef public long long latest_ms
     cdef public long long events
     cdef public long long refused
@@ -37,6 +38,8 @@ cdef bint _fits(int kind, object value) noexcept
 
 cdef class Layout:
     cdef str model
+    cdef public str base
+    cdef public object segment
     cdef ModelState state
     cdef list keys
     cdef dict index
@@ -68,7 +71,11 @@ cdef class PartitionDetectors:
     cdef public long long partition
     cdef public dict models
     cdef dict _layouts
+    cdef dict _slice_layouts
     cdef set _dirty
+    cdef dict _slices
+    cdef dict _slice_index
+    cdef set _gone
     cdef Py_ssize_t _max_bytes
     cdef public long long full_admissions
     cdef public object join
@@ -83,6 +90,12 @@ cdef class PartitionDetectors:
         list touched,
     ) except *
 
+    @cython.locals(layout=Layout, state=ModelState)
+    cdef void _feed_slices(
+        self, PredictionEvent event, object offset, Py_ssize_t index, object result,
+        list touched,
+    ) except *
+
     cdef void _reject(
         self, object offset, object raw, object timestamps, Py_ssize_t index, object exc,
         object result,
@@ -93,12 +106,12 @@ cdef class PartitionDetectors:
         kind=int, monitor=FeatureMonitor, numbers=NumericTracker,
         categories=CategoricalTracker, epoch=cython.longlong, estimation=EstimatedPerformance,
     )
-    cdef void _feed(
+    cdef object _feed(
         self, Layout layout, PredictionEvent event, object offset, Py_ssize_t index,
         object result,
-    ) except *
+    )
 
     @cython.locals(state=ModelState, monitor=FeatureMonitor)
-    cpdef ModelState _admit(self, PredictionEvent event, object result)
+    cpdef ModelState _admit(self, PredictionEvent event, object result, object base=*)
 
     cpdef Py_ssize_t _expire(self, str model, ModelState state, long long now_ms) except -1

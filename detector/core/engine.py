@@ -25,16 +25,18 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import orjson
 
 from detector.core.estimation import EstimatedPerformance
 from detector.core.estimation import fingerprint as estimation_fingerprint
 from detector.core.events import InvalidEvent, PredictionEvent, check_feature_types, parse_event
+from detector.core.fairness import FairnessMonitor, decision
 from detector.core.hits import Hit
 from detector.core.labels import KEY_PREFIX, Joined, JoinStateError, LabelJoin, parse_label
-from detector.core.performance import PerformanceTracker, legacy, score_of
+from detector.core.performance import PerformanceTracker, binary_label, legacy, score_of
 from detector.core.performance import fingerprint as performance_fingerprint
 from detector.core.records import BatchResult, Detection, InputRecord, Rejection
-from detector.core.settings import ERROR, PREDICTION, DetectionSettings
+from detector.core.settings import ERROR, PREDICTION, DetectionSettings, SegmentSettings
 from detector.core.state import StateFormatError, decode_model, encode_model
 from detector.core.trackers import CategoricalTracker, NumericTracker, RateTracker, _restore
 from detector.core.values import categorical, kind_of, prediction_value
@@ -50,6 +52,29 @@ NUMERIC = 1
 CATEGORICAL = 2
 NULL_ONLY = 3  # only nulls seen so far: a value needs admission (it sets the kind)
 CONFIGURED = 4  # configured categorical: numbers are categories too
+
+#: Changelog keys (and ``models`` keys) of slices: SLICE_PREFIX + JSON [model, key, value].
+#: No model name can take them (names starting with NUL are refused).
+SLICE_PREFIX = "\x00slice/"
+
+
+def slice_name(model: str, key: str, value: str) -> str:
+    return SLICE_PREFIX + orjson.dumps([model, key, value]).decode()
+
+
+def parse_slice_name(name: str) -> tuple[str, str, str]:
+    """(model, key, value) of a slice's key; raises StateFormatError."""
+    try:
+        parts = orjson.loads(name[len(SLICE_PREFIX) :])
+    except orjson.JSONDecodeError:
+        parts = None
+    if (
+        type(parts) is not list
+        or len(parts) != 3
+        or not all(type(part) is str and part for part in parts)
+    ):
+        raise StateFormatError(f"changelog key {name[1:64]!r} is not a slice's key")
+    return parts[0], parts[1], parts[2]
 
 
 def _fingerprint(settings: DetectionSettings, model: str, name: str) -> str:
@@ -132,6 +157,8 @@ class ModelState:
     performance: Any
     #: The estimated performance (None until the model's first labelled prediction, or off).
     estimation: EstimatedPerformance | None
+    #: Per protected segment key: the disparity of the model's decisions across its values.
+    fairness: dict[str, FairnessMonitor]
     latest_ms: int
     events: int
     refused: int
@@ -142,6 +169,7 @@ class ModelState:
         self.prediction = None
         self.performance = None
         self.estimation = None
+        self.fairness = {}
         self.latest_ms = 0
         self.events = 0
         self.refused = 0
@@ -153,6 +181,7 @@ class ModelState:
             "prediction": self.prediction,
             "performance": self.performance,
             "estimation": self.estimation,
+            "fairness": self.fairness,
             "latest_ms": self.latest_ms,
             "events": self.events,
             "refused": self.refused,
@@ -166,6 +195,7 @@ class ModelState:
         # PartitionDetectors.reconfigure (which every restore runs).
         self.performance = state["performance"] if "performance" in state else state["error"]
         self.estimation = state.get("estimation")
+        self.fairness = state.get("fairness", {})
         self.latest_ms = state["latest_ms"]
         self.events = state["events"]
         self.refused = state["refused"]
@@ -205,11 +235,21 @@ class Layout:
     Not state: rebuilt by the next admission."""
 
     def __init__(
-        self, model: str, state: ModelState, features: dict[str, Any], settings: DetectionSettings
+        self,
+        model: str,
+        state: ModelState,
+        features: dict[str, Any],
+        settings: DetectionSettings,
+        base: str | None = None,
+        segment: dict[str, str] | None = None,
     ) -> None:
         known = state.features
         rank_of = {name: i for i, name in enumerate(known)}
         self.model = model
+        #: The model alerts name and whose config applies (a slice's model), and a slice's
+        #: segment (None for the model's own layout).
+        self.base = model if base is None else base
+        self.segment = segment
         self.state = state
         self.keys = list(features) + [name for name in known if name not in features]
         self.index = {key: j for j, key in enumerate(self.keys)}
@@ -226,7 +266,7 @@ class Layout:
             if monitor is None:  # only ignored features are not registered
                 self.kinds[j] = IGNORED
                 continue
-            self.kinds[j] = _slot_kind(monitor, settings.feature_kind(model, key))
+            self.kinds[j] = _slot_kind(monitor, settings.feature_kind(self.base, key))
             self.ranks[j] = rank_of[key]
         prediction = state.prediction
         assert prediction is not None and prediction.kind is not None
@@ -271,8 +311,9 @@ class Layout:
     def flush(self, engine: PartitionDetectors, result: BatchResult) -> None:
         """Count this layout's events of the batch, and mark the model for the snapshot."""
         if self.processed:
-            processed = result.processed
-            processed[self.model] = processed.get(self.model, 0) + self.processed
+            if self.segment is None:  # a slice's events are its model's, counted once
+                processed = result.processed
+                processed[self.model] = processed.get(self.model, 0) + self.processed
             engine._dirty.add(self.model)
             self.processed = 0
 
@@ -305,7 +346,12 @@ class PartitionDetectors:
         self.partition = partition
         self.models = {}
         self._layouts: dict[str, Layout] = {}
+        self._slice_layouts: dict[str, Layout] = {}
         self._dirty: set[str] = set()
+        #: Slices: key -> (model, segment key, value), and (model, key) -> value -> key.
+        self._slices: dict[str, tuple[str, str, str]] = {}
+        self._slice_index: dict[tuple[str, str], dict[str, str]] = {}
+        self._gone: set[str] = set()  # slices dropped by reconfigure: tombstones
         self._max_bytes = 1 << 62
         self.full_admissions = 0
         #: The label join (None unless ``settings.labels.join``) and the labels topic's name.
@@ -380,7 +426,68 @@ class PartitionDetectors:
                 raise AssertionError(f"admitted event not taken by its layout at offset {offset}")
         if layout.processed == 0:
             touched.append(layout)
-        self._feed(layout, event, offset, index, result)
+        joined = self._feed(layout, event, offset, index, result)
+        if event.segment is not None and self.settings.segments.enabled:
+            if self.settings.segments.keys:
+                self._feed_slices(event, offset, index, result, touched)
+            if joined is not None:  # after the slices: a first event's slice exists now
+                self._label_groups(event.model, layout.state, joined, event.event_id, index, result)
+
+    def _feed_slices(
+        self,
+        event: PredictionEvent,
+        offset: int,
+        index: int,
+        result: BatchResult,
+        touched: list[Layout],
+    ) -> None:
+        """Feed the event to the slice of each configured segment key it has a value of:
+        the same detectors as its model's, on that value's events only (labels reach
+        slices through :meth:`_label_groups`)."""
+        segment = event.segment
+        model = event.model
+        for key in self.settings.segments.keys:
+            value = segment.get(key)  # type: ignore[union-attr]
+            if value is None:
+                continue
+            name = self._slice(model, key, value, result)
+            if name is None:
+                continue
+            sliced = PredictionEvent(
+                event.event_id,
+                name,
+                event.model_version,
+                event.timestamp_ms,
+                event.features,
+                event.prediction,
+            )
+            layout = self._slice_layouts.get(name)
+            if layout is None or not layout.admits(sliced):
+                try:
+                    state = self._admit(sliced, result, model)
+                except InvalidEvent:  # its model took the event: only a stale-feature race
+                    continue
+                layout = Layout(name, state, sliced.features, self.settings, model, {key: value})
+                self._slice_layouts[name] = layout
+                if not layout.admits(sliced):
+                    raise AssertionError(f"admitted slice event not taken at offset {offset}")
+            if layout.processed == 0:
+                touched.append(layout)
+            self._feed(layout, sliced, offset, index, result)
+
+    def _slice(self, model: str, key: str, value: str, result: BatchResult) -> str | None:
+        """The key of a slice; None beyond max_values for the model and key (counted)."""
+        values = self._slice_index.get((model, key))
+        if values is None:
+            values = self._slice_index[(model, key)] = {}
+        name = values.get(value)
+        if name is None:
+            if len(values) >= self.settings.segments.max_values:
+                _untracked(result, model, key)
+                return None
+            name = values[value] = slice_name(model, key, value)
+            self._slices[name] = (model, key, value)
+        return name
 
     def _reject(
         self,
@@ -397,8 +504,10 @@ class PartitionDetectors:
 
     def _feed(
         self, layout: Layout, event: PredictionEvent, offset: int, index: int, result: BatchResult
-    ) -> None:
-        """Feed every tracker of the model (the layout has just admitted the event)."""
+    ) -> Joined | None:
+        """Feed every tracker of the model (the layout has just admitted the event). Returns
+        the labelled prediction when a label completed it (its own or from the labels
+        topic), for the slices and fairness groups (:meth:`_label_groups`)."""
         state = layout.state
         ts = event.timestamp_ms
         hits: list[Any] | None = None
@@ -453,7 +562,13 @@ class PartitionDetectors:
             )
         label = event.label
         joined: Joined | None = None
-        if self.join is not None:
+        segments = self.settings.segments
+        grouped: dict[str, str] | None = None
+        if layout.segment is not None:
+            pass  # a slice: labels arrive through _label_groups, fairness is the model's
+        elif self.join is not None:
+            if segments.enabled:
+                grouped = segments.sliced(event.segment)
             joined = self.join.prediction(
                 event.model,
                 event.event_id,
@@ -462,6 +577,7 @@ class PartitionDetectors:
                 event.model_version,
                 event.prediction,
                 label,
+                grouped,
             )
             if joined is not None:
                 self._joined(joined, result)
@@ -481,6 +597,8 @@ class PartitionDetectors:
                 hit = estimation.observe(score, index)
                 if hit is not None:
                     hits = _add(hits, layout.prediction_rank + 1, 1, ERROR, hit)
+        if segments.protected and layout.segment is None and event.segment is not None:
+            hits = self._decide(state, event, index, hits, layout.prediction_rank + 2, result)
         state.events += 1
         if ts > state.latest_ms:
             state.latest_ms = ts
@@ -488,21 +606,51 @@ class PartitionDetectors:
         if hits is not None:
             hits.sort(key=_hit_order)
             for item in hits:
-                detection = self._detection(item[2], offset, event, item[3])
+                detection = self._detection_at(
+                    item[2],
+                    offset,
+                    layout.base,
+                    event.model_version,
+                    event.event_id,
+                    ts,
+                    item[3],
+                    layout.segment,
+                )
                 if joined is not None and joined.label_offset is not None and item[2] == ERROR:
                     detection = _with_label(detection, self.labels_topic, self.partition, joined)
                 result.detections.append(detection)
         if state.events % SWEEP_EVERY == 0:
             result.expired += self._expire(event.model, state, state.latest_ms)
+        if joined is None and label is not None and segments.enabled and layout.segment is None:
+            joined = Joined(
+                event.prediction,
+                label,
+                offset,
+                ts,
+                event.model_version,
+                None,
+                ts,
+                segments.sliced(event.segment),
+            )
+        return joined
 
-    def _admit(self, event: PredictionEvent, result: BatchResult) -> ModelState:
+    def _admit(
+        self, event: PredictionEvent, result: BatchResult, base: str | None = None
+    ) -> ModelState:
         """Check limits and feature kinds; register new features, the prediction's monitor
-        and, at a first label, the error-rate tracker. Raises InvalidEvent."""
+        and, at a first label, the error-rate tracker. Raises InvalidEvent. ``base``: the
+        model of a slice's event (whose config applies; slices are not counted as models)."""
         settings = self.settings
         model = event.model
+        if base is None:
+            if model.startswith("\x00"):
+                raise InvalidEvent("wrong_type", "'model' must not start with a NUL character")
+            config = model
+        else:
+            config = base
         state = self.models.get(model)
         if state is None:
-            if len(self.models) >= settings.max_models:
+            if base is None and self._model_count() >= settings.max_models:
                 raise InvalidEvent(
                     "too_many_models",
                     f"partition already tracks the maximum of {settings.max_models} models",
@@ -518,7 +666,7 @@ class PartitionDetectors:
             )
         features = event.features
         check_feature_types(features)
-        ignored = settings.ignored(model)
+        ignored = settings.ignored(config)
         known = state.features
         new: dict[str, str | None] = {}
         changes: dict[str, str] = {}
@@ -532,7 +680,7 @@ class PartitionDetectors:
                     new[name] = None
                 continue
             value_kind = kind_of(value)
-            configured = settings.feature_kind(model, name)
+            configured = settings.feature_kind(config, name)
             if configured == "categorical":
                 value_kind = "categorical"
             elif configured == "numeric" and value_kind != "numeric":
@@ -570,30 +718,140 @@ class PartitionDetectors:
         if state.prediction_kind is None:
             state.prediction_kind = kind
         if state.prediction is None:
-            state.prediction = FeatureMonitor(settings, model, PREDICTION, state.prediction_kind)
-        if model.startswith("\x00"):
-            raise InvalidEvent("wrong_type", "'model' must not start with a NUL character")
+            state.prediction = FeatureMonitor(settings, config, PREDICTION, state.prediction_kind)
         if event.label is not None and state.performance is None:
-            state.performance = self._new_performance(model)
+            state.performance = self._new_performance(config)
         for name, new_kind in new.items():
-            known[name] = FeatureMonitor(settings, model, name, new_kind)
+            known[name] = FeatureMonitor(settings, config, name, new_kind)
         for name, changed_kind in changes.items():
-            known[name].set_kind(settings, model, name, changed_kind)
+            known[name].set_kind(settings, config, name, changed_kind)
         self.models.setdefault(model, state)
         return state
+
+    def _model_count(self) -> int:
+        return len(self.models) - sum(1 for name in self.models if name in self._slices)
+
+    def _base(self, name: str) -> str:
+        """The model whose config applies to a state key (a slice's model, or itself)."""
+        found = self._slices.get(name)
+        return name if found is None else found[0]
+
+    def _forget_layout(self, name: str) -> None:
+        self._layouts.pop(name, None)
+        self._slice_layouts.pop(name, None)
 
     def _new_performance(self, model: str) -> PerformanceTracker:
         settings = self.settings
         spec = settings.performance_detector(model)
         return PerformanceTracker(spec, settings, performance_fingerprint(settings, model))
 
-    def _performance(self, state: ModelState, model: str) -> PerformanceTracker:
-        """The model's performance tracker, made at its first labelled prediction."""
+    def _performance(self, state: ModelState, name: str) -> PerformanceTracker:
+        """The performance tracker of a model (or slice), made at its first labelled
+        prediction."""
         perf = state.performance
         if perf is None:
-            perf = state.performance = self._new_performance(model)
-            self._layouts.pop(model, None)  # the layout holds the tracker it had
+            perf = state.performance = self._new_performance(self._base(name))
+            self._forget_layout(name)  # the layout holds the tracker it had
         return perf  # type: ignore[no-any-return]
+
+    def _decide(
+        self,
+        state: ModelState,
+        event: PredictionEvent,
+        index: int,
+        hits: list[Any] | None,
+        rank: int,
+        result: BatchResult,
+    ) -> list[Any] | None:
+        """Count the event's decision in the fairness group of each protected key."""
+        settings = self.settings
+        d = decision(event.prediction, settings.labels.threshold)
+        if d is None:
+            return hits
+        segments = settings.segments
+        segment = event.segment
+        fairness = state.fairness
+        sub = 0
+        for key in segments.protected:
+            sub += 1
+            value = segment.get(key)  # type: ignore[union-attr]
+            if value is None:
+                continue
+            monitor = fairness.get(key)
+            if monitor is None:
+                monitor = fairness[key] = _new_fairness(key, segments)
+            hit = monitor.decide(value, d, index)
+            if hit is False:
+                _untracked(result, event.model, key)
+            elif isinstance(hit, Hit):
+                hits = _add(hits, rank, sub, key, hit)
+        return hits
+
+    def _label_groups(
+        self,
+        model: str,
+        state: ModelState,
+        joined: Joined,
+        event_id: str,
+        index: int,
+        result: BatchResult,
+    ) -> None:
+        """A labelled prediction of ``model``: feed the performance of the slices and the
+        fairness groups of its segment (``joined.segment``, the configured keys)."""
+        segment = joined.segment
+        if segment is None:
+            return
+        settings = self.settings
+        segments = settings.segments
+        if segments.protected:
+            d = decision(joined.prediction, settings.labels.threshold)
+            y = binary_label(joined.label)
+            if d is not None and y is not None:
+                for key in segments.protected:
+                    value = segment.get(key)
+                    monitor = state.fairness.get(key)
+                    if value is not None and monitor is not None:
+                        monitor.label(value, d, y)
+        for key in segments.keys:
+            value = segment.get(key)
+            if value is None:
+                continue
+            name = self._slice_index.get((model, key), {}).get(value)
+            if name is None or name not in self.models:
+                continue  # beyond max_values (counted with its prediction)
+            sliced = self.models[name]
+            self._observe_label(sliced, name, model, joined, event_id, index, result, {key: value})
+
+    def _observe_label(
+        self,
+        state: ModelState,
+        name: str,
+        model: str,
+        joined: Joined,
+        event_id: str,
+        index: int,
+        result: BatchResult,
+        segment: dict[str, str] | None = None,
+    ) -> None:
+        """Feed a labelled prediction to the performance tracker of a model (or slice,
+        ``name``), from the labels topic or a slice's share of any label."""
+        self._dirty.add(name)
+        perf = self._performance(state, name)
+        hit = perf.observe(joined.prediction, joined.label, index, self._estimation(state))
+        if hit is not None:
+            detection = self._detection_at(
+                ERROR,
+                joined.offset,
+                model,
+                joined.model_version,
+                event_id,
+                joined.prediction_ms,
+                hit,
+                segment,
+            )
+            if joined.label_offset is not None:
+                detection = _with_label(detection, self.labels_topic, self.partition, joined)
+            result.detections.append(detection)
 
     def _estimation(self, state: ModelState) -> EstimatedPerformance | None:
         """The model's estimated performance, made at its first labelled prediction."""
@@ -639,22 +897,9 @@ class PartitionDetectors:
             model = label.model
             state = self.models[model]  # a waiting prediction's model is tracked
             self._joined(joined, result)
-            self._dirty.add(model)
-            perf = self._performance(state, model)
-            hit = perf.observe(joined.prediction, joined.label, i, self._estimation(state))
-            if hit is not None:
-                detection = self._detection_at(
-                    ERROR,
-                    joined.offset,
-                    model,
-                    joined.model_version,
-                    label.event_id,
-                    label.timestamp_ms,
-                    hit,
-                )
-                result.detections.append(
-                    _with_label(detection, self.labels_topic, self.partition, joined)
-                )
+            self._observe_label(state, model, model, joined, label.event_id, i, result)
+            if self.settings.segments.enabled:
+                self._label_groups(model, state, joined, label.event_id, i, result)
         result.label_outcomes = join.take_outcomes()
         result.labels = len(offsets)
         return result
@@ -670,20 +915,9 @@ class PartitionDetectors:
         for name in stale:
             del state.features[name]
         if stale:
-            self._layouts.pop(model, None)
+            self._forget_layout(model)
             self._dirty.add(model)  # even when the event that swept is refused
         return len(stale)
-
-    def _detection(self, feature: str, offset: int, event: PredictionEvent, hit: Hit) -> Detection:
-        return self._detection_at(
-            feature,
-            offset,
-            event.model,
-            event.model_version,
-            event.event_id,
-            event.timestamp_ms,
-            hit,
-        )
 
     def _detection_at(
         self,
@@ -694,6 +928,7 @@ class PartitionDetectors:
         event_id: str,
         at_ms: int,
         hit: Hit,
+        segment: dict[str, str] | None = None,
     ) -> Detection:
         settings = self.settings
         effect = hit.effect
@@ -704,8 +939,11 @@ class PartitionDetectors:
         detector = dict(hit.detector)
         detector.setdefault("block_size", settings.block_size)
         shown = "n/a" if effect is None else f"{effect:.2f}"
+        where = f"{model}/{feature}"
+        if segment is not None:
+            where += "".join(f" [{k}={v}]" for k, v in segment.items())
         summary = (
-            f"{hit.drift_type} drift on {model}/{feature}: {hit.description} "
+            f"{hit.drift_type} drift on {where}: {hit.description} "
             f"(effect {shown}, {hit.detector['name']})"
         )
         return Detection(
@@ -722,6 +960,7 @@ class PartitionDetectors:
             event_id=event_id,
             evidence=evidence,
             summary=summary,
+            segment=segment,
         )
 
     # -- state ----------------------------------------------------------------------------
@@ -732,7 +971,10 @@ class PartitionDetectors:
         entries: dict[str, bytes | None] = {
             model: encode_model(self.models[model]) for model in sorted(self._dirty)
         }
+        for name in sorted(self._gone):
+            entries[name] = None
         self._dirty.clear()
+        self._gone.clear()
         if self.join is not None:
             entries.update(self.join.snapshot())
         return entries
@@ -756,12 +998,19 @@ class PartitionDetectors:
         for model, blob in entries.items():
             if model in joined:
                 continue
+            if model.startswith(SLICE_PREFIX):
+                restored._restore_slice(model)
             state = decode_model(blob, model)
             if not isinstance(state, ModelState):
                 raise StateFormatError(f"changelog entry for model {model!r} is not model state")
             restored.models[model] = state
         restored.reconfigure(settings)
         return restored
+
+    def _restore_slice(self, name: str) -> None:
+        model, key, value = parse_slice_name(name)
+        self._slices[name] = (model, key, value)
+        self._slice_index.setdefault((model, key), {})[value] = name
 
     def reconfigure(self, settings: DetectionSettings) -> int:
         """Adopt new settings, keeping every feature whose detection settings are unchanged.
@@ -770,7 +1019,8 @@ class PartitionDetectors:
         """
         self.settings = settings
         self._layouts.clear()
-        reset = 0
+        self._slice_layouts.clear()
+        reset = self._reconfigure_segments(settings.segments)
         labels = settings.labels
         if not labels.join:
             self.join = None
@@ -779,7 +1029,8 @@ class PartitionDetectors:
         else:
             self.join.horizon_ms = int(labels.horizon_s * 1000)
             self.join.max_pending = labels.max_pending
-        for model, state in self.models.items():
+        for name, state in self.models.items():
+            model = self._base(name)
             perf = state.performance
             if isinstance(perf, RateTracker):  # format 4 state: continue it as it was
                 state.performance = legacy(perf, performance_fingerprint(settings, model), settings)
@@ -816,6 +1067,34 @@ class PartitionDetectors:
                 prediction.set_kind(settings, model, PREDICTION, prediction.kind)
         return reset
 
+    def _reconfigure_segments(self, segments: SegmentSettings) -> int:
+        """Drop the slices of keys no longer sliced on (tombstoned at the next snapshot) and
+        the fairness monitors of keys no longer protected or configured otherwise."""
+        reset = 0
+        for name, (_model, key, _value) in list(self._slices.items()):
+            if key not in segments.keys:
+                del self._slices[name]
+                self.models.pop(name, None)
+                self._gone.add(name)
+                self._dirty.discard(name)
+                reset += 1
+        self._slice_index = {}
+        for name, (model, key, value) in self._slices.items():
+            self._slice_index.setdefault((model, key), {})[value] = name
+        for name, state in self.models.items():
+            fairness = state.fairness
+            for key in list(fairness):
+                monitor = fairness[key]
+                if key not in segments.protected or (
+                    monitor.window,
+                    monitor.min_group_size,
+                    monitor.max_values,
+                ) != (segments.window, segments.min_group_size, segments.max_values):
+                    del fairness[key]
+                    self._dirty.add(name)
+                    reset += 1
+        return reset
+
     def accuracy(self) -> dict[str, tuple[float | None, float | None]]:
         """Per model with an estimate: the estimated accuracy of its last window_size scored
         predictions and the realized accuracy of its last window_size labelled ones (the
@@ -823,6 +1102,8 @@ class PartitionDetectors:
         out: dict[str, tuple[float | None, float | None]] = {}
         for model, state in self.models.items():
             estimation = state.estimation
+            if model in self._slices:
+                continue
             if estimation is not None and estimation.table is not None:
                 perf = state.performance
                 realized = perf.realized_accuracy() if perf is not None else None
@@ -837,7 +1118,17 @@ class PartitionDetectors:
             total += state.prediction.detector_count if state.prediction is not None else 0
             total += 1 if state.performance is not None else 0
             total += 1 if state.estimation is not None else 0
+            total += len(state.fairness)
         return total
+
+
+def _untracked(result: BatchResult, model: str, key: str) -> None:
+    counts = result.untracked
+    counts[(model, key)] = counts.get((model, key), 0) + 1
+
+
+def _new_fairness(key: str, segments: SegmentSettings) -> FairnessMonitor:
+    return FairnessMonitor(key, segments.window, segments.min_group_size, segments.max_values)
 
 
 def _with_label(detection: Detection, topic: str, partition: int, joined: Joined) -> Detection:

@@ -69,10 +69,11 @@ OUTCOMES = (
 )
 
 Key = tuple[str, str]
-# (state, seq, offset, timestamp_ms, model_version, value): for WAITING the prediction's
-# offset, time, version and value; for EARLY the label's offset, time and value; for
-# LABELLED the prediction's time (value None).
-Entry = tuple[int, int, int, int, str | None, Any]
+# (state, seq, offset, timestamp_ms, model_version, value, segment): for WAITING the
+# prediction's offset, time, version, value and the configured keys of its segment
+# (detection.segments; None without); for EARLY the label's offset, time and value; for
+# LABELLED the prediction's time (value and segment None).
+Entry = tuple[int, int, int, int, str | None, Any, dict[str, str] | None]
 
 
 class LabelEvent:
@@ -145,6 +146,7 @@ class Joined:
         "offset",
         "prediction",
         "prediction_ms",
+        "segment",
     )
 
     def __init__(
@@ -156,6 +158,7 @@ class Joined:
         model_version: str | None,
         label_offset: int | None,
         label_ms: int,
+        segment: dict[str, str] | None = None,
     ) -> None:
         self.prediction = prediction
         self.label = label
@@ -164,6 +167,7 @@ class Joined:
         self.model_version = model_version
         self.label_offset = label_offset  # None: the label came inside the prediction event
         self.label_ms = label_ms
+        self.segment = segment  # the configured keys of the prediction's segment
 
 
 class LabelJoin:
@@ -196,9 +200,11 @@ class LabelJoin:
         model_version: str | None,
         prediction: Any,
         label: Any,
+        segment: dict[str, str] | None = None,
     ) -> Joined | None:
         """A prediction arrived. Returns the join when its label is here (its own, or an
-        early label event); else it waits."""
+        early label event); else it waits (with ``segment``, the configured keys of its
+        segment, for the slices and fairness groups its label feeds)."""
         key = (model, event_id)
         self._tick(ts_ms)
         found = self._get(key)
@@ -208,19 +214,21 @@ class LabelJoin:
                 if label is None:
                     return None
                 self._count(model, "inline")
-                return Joined(prediction, label, offset, ts_ms, model_version, None, ts_ms)
-            self._set(key, (LABELLED, found[1], 0, ts_ms, None, None))
+                return Joined(prediction, label, offset, ts_ms, model_version, None, ts_ms, segment)
+            self._set(key, (LABELLED, found[1], 0, ts_ms, None, None, None))
             if label is not None:  # its own label wins; the label event is a duplicate
                 self._count(model, "inline")
                 self._count(model, "duplicate")
-                return Joined(prediction, label, offset, ts_ms, model_version, None, ts_ms)
+                return Joined(prediction, label, offset, ts_ms, model_version, None, ts_ms, segment)
             self._count(model, "joined")
-            return Joined(prediction, found[5], offset, ts_ms, model_version, found[2], found[3])
+            return Joined(
+                prediction, found[5], offset, ts_ms, model_version, found[2], found[3], segment
+            )
         if label is not None:
-            self._insert(key, LABELLED, 0, ts_ms, None, None)
+            self._insert(key, LABELLED, 0, ts_ms, None, None, None)
             self._count(model, "inline")
-            return Joined(prediction, label, offset, ts_ms, model_version, None, ts_ms)
-        self._insert(key, WAITING, offset, ts_ms, model_version, prediction)
+            return Joined(prediction, label, offset, ts_ms, model_version, None, ts_ms, segment)
+        self._insert(key, WAITING, offset, ts_ms, model_version, prediction, segment)
         return None
 
     def label(self, event: LabelEvent, offset: int) -> Joined | None:
@@ -230,15 +238,22 @@ class LabelJoin:
         self._tick(event.timestamp_ms)
         found = self._get(key)
         if found is None:
-            self._insert(key, EARLY, offset, event.timestamp_ms, None, event.label)
+            self._insert(key, EARLY, offset, event.timestamp_ms, None, event.label, None)
             return None
         if found[0] != WAITING:
             self._count(model, "duplicate")
             return None
-        self._set(key, (LABELLED, found[1], 0, found[3], None, None))
+        self._set(key, (LABELLED, found[1], 0, found[3], None, None, None))
         self._count(model, "joined")
         return Joined(
-            found[5], event.label, found[2], found[3], found[4], offset, event.timestamp_ms
+            found[5],
+            event.label,
+            found[2],
+            found[3],
+            found[4],
+            offset,
+            event.timestamp_ms,
+            found[6],
         )
 
     def take_outcomes(self) -> dict[tuple[str, str], int]:
@@ -269,7 +284,14 @@ class LabelJoin:
         self.dirty.add(chunk)
 
     def _insert(
-        self, key: Key, state: int, offset: int, ts_ms: int, version: str | None, value: Any
+        self,
+        key: Key,
+        state: int,
+        offset: int,
+        ts_ms: int,
+        version: str | None,
+        value: Any,
+        segment: dict[str, str] | None,
     ) -> None:
         seq = self.next_seq
         self.next_seq = seq + 1
@@ -277,7 +299,7 @@ class LabelJoin:
         chunk = self.chunks.get(chunk_no)
         if chunk is None:
             chunk = self.chunks[chunk_no] = {}
-        chunk[key] = (state, seq, offset, ts_ms, version, value)
+        chunk[key] = (state, seq, offset, ts_ms, version, value, segment)
         self.where[key] = chunk_no
         self.dirty.add(chunk_no)
         if len(self.where) > self.max_pending:
@@ -390,7 +412,12 @@ class JoinStateError(Exception):
 
 
 def encode_chunk(chunk: dict[Key, Entry]) -> bytes:
-    rows = [[key[0], key[1], *entry] for key, entry in chunk.items()]
+    """Rows of 8 fields, and a 9th (the segment) only when the entry has one: entries
+    written before segments existed read the same."""
+    rows = [
+        [key[0], key[1], *entry] if entry[6] is not None else [key[0], key[1], *entry[:6]]
+        for key, entry in chunk.items()
+    ]
     return orjson.dumps({"format": JOIN_FORMAT, "entries": rows})
 
 
@@ -422,9 +449,10 @@ def decode_chunk(blob: bytes, chunk_no: int, next_seq: int) -> dict[Key, Entry]:
     chunk: dict[Key, Entry] = {}
     last = -1
     for row in rows:
-        if type(row) is not list or len(row) != 8:
-            raise JoinStateError(f"label join chunk {chunk_no}: an entry is not 8 fields")
-        model, event_id, state, seq, offset, ts, version, value = row
+        if type(row) is not list or len(row) not in (8, 9):
+            raise JoinStateError(f"label join chunk {chunk_no}: an entry is not 8 or 9 fields")
+        model, event_id, state, seq, offset, ts, version, value = row[:8]
+        segment = row[8] if len(row) == 9 else None
         ok = (
             type(model) is str
             and type(event_id) is str
@@ -438,12 +466,21 @@ def decode_chunk(blob: bytes, chunk_no: int, next_seq: int) -> dict[Key, Entry]:
             and type(ts) is int
             and (version is None or type(version) is str)
             and (value is None if state == LABELLED else _value_ok(value))
+            and (segment is None or (state == WAITING and _segment_ok(segment)))
         )
         if not ok:
             raise JoinStateError(f"label join chunk {chunk_no}: entry {seq!r} is not valid")
         last = seq
-        chunk[(model, event_id)] = (state, seq, offset, ts, version, value)
+        chunk[(model, event_id)] = (state, seq, offset, ts, version, value, segment)
     return chunk
+
+
+def _segment_ok(segment: Any) -> bool:
+    return (
+        type(segment) is dict
+        and bool(segment)
+        and all(type(k) is str and type(v) is str for k, v in segment.items())
+    )
 
 
 __all__ = [

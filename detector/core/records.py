@@ -50,6 +50,10 @@ class Detection:
     #: A performance detection completed by a label event: that record's topic, partition,
     #: offset and timestamp_ms (the alert's ``trigger.label``). None otherwise.
     label: dict[str, Any] | None = None
+    #: A slice's detection (``detection.segments.keys``): the segment key and value whose
+    #: events alone drifted, e.g. ``{"region": "eu"}`` (the alert's ``segment``). None for
+    #: the model's own detectors (fairness alerts name the protected key as ``feature``).
+    segment: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -65,3 +69,5 @@ class BatchResult:
     #: Seconds from prediction to label, per label joined from the labels topic.
     label_delays: list[float] = field(default_factory=list)
     labels: int = 0  # label events processed
+    #: Segment values beyond ``detection.segments.max_values``, (model, key) -> events.
+    untracked: dict[tuple[str, str], int] = field(default_factory=dict)

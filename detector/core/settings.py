@@ -119,6 +119,50 @@ class EstimationSettings(_Strict):
     detector: DetectorSpec = DetectorSpec(name="ADWIN", params={"delta": 1e-5, "clock": 4})
 
 
+class SegmentSettings(_Strict):
+    """Slices and fairness (``detection.segments``): which ``segment`` attributes to slice
+    the model's drift detection on, and across which to measure group disparities."""
+
+    #: Per value of each of these keys: the same feature, prediction and performance drift
+    #: as the model's, on the events of that value only.
+    keys: list[str] = Field(default_factory=list)
+    #: Across the values of each of these keys: selection rates and error rates per group,
+    #: and an alert when the disparate impact ratio leaves the four-fifths band.
+    protected: list[str] = Field(default_factory=list)
+    #: Values tracked per model and key (slices and fairness groups); later values are
+    #: counted (``drift_detector_segments_untracked_total``), not tracked.
+    max_values: int = Field(20, ge=1, le=1000)
+    #: A fairness group counts once it has this many decisions in its window.
+    min_group_size: int = Field(200, ge=10)
+    #: Decisions (and labelled decisions) per fairness group's window.
+    window: int = Field(5000, ge=100, le=1_000_000)
+
+    @field_validator("keys", "protected")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not name or not name.strip():
+                raise ValueError("segment keys must be non-empty strings")
+        if len(set(names)) != len(names):
+            raise ValueError("each segment key once")
+        return names
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.keys or self.protected)
+
+    def sliced(self, segment: dict[str, str] | None) -> dict[str, str] | None:
+        """The configured keys of an event's segment (what the label join keeps)."""
+        if not segment:
+            return None
+        out = {
+            key: segment[key]
+            for key in (*self.keys, *self.protected)
+            if key in segment and segment[key] is not None
+        }
+        return out or None
+
+
 class FeatureSettings(_Strict):
     """Per-feature override. Unset fields inherit from the model, then the defaults."""
 
@@ -154,6 +198,7 @@ class DetectionSettings(_Strict):
     labels: LabelSettings = LabelSettings()
     performance: PerformanceSettings = PerformanceSettings()
     estimated_performance: EstimationSettings = EstimationSettings()
+    segments: SegmentSettings = SegmentSettings()
     models: dict[str, ModelSettings] = Field(default_factory=dict)
 
     def performance_detector(self, model: str) -> DetectorSpec:
@@ -232,4 +277,5 @@ __all__ = [
     "ModelSettings",
     "PerformanceDetectorSpec",
     "PerformanceSettings",
+    "SegmentSettings",
 ]

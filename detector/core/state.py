@@ -244,6 +244,7 @@ _RESTORED = {
     "ModelState": "detector.core.engine",
     "PerformanceTracker": "detector.core.performance",
     "EstimatedPerformance": "detector.core.estimation",
+    "FairnessMonitor": "detector.core.fairness",
 }
 
 
@@ -511,6 +512,7 @@ _SETTINGS = {
         "PerformanceSettings",
         "PerformanceDetectorSpec",
         "EstimationSettings",
+        "SegmentSettings",
     )
 }
 
@@ -866,6 +868,13 @@ class _Checker:
             self.performance(perf, "the performance tracker")
         if state.estimation is not None:
             self.estimation(state.estimation, "the estimated performance")
+        fairness = state.fairness
+        if type(fairness) is not dict:
+            _fail("fairness", "is not a dict")
+        for key, monitor in fairness.items():
+            if type(key) is not str:
+                _fail("a protected key", "is not a string")
+            self.fairness(monitor, f"fairness on {key[:64]!r}")
         for name in ("events", "refused"):
             _int(getattr(state, name), name, 0)
 
@@ -978,6 +987,41 @@ class _Checker:
             values = state[name]
             if len(values) > most or any(type(v) is not float for v in values):
                 _fail(where, f"has a {name} window that is not scores")
+
+    def fairness(self, monitor: Any, where: str) -> None:
+        from detector.core.fairness import FairnessMonitor
+
+        if type(monitor) is not FairnessMonitor:
+            _fail(where, "is not a fairness monitor")
+        if type(monitor.key) is not str or type(monitor.outside) is not bool:
+            _fail(where, "has no key or band state")
+        window = _int(monitor.window, f"{where} window", 1)
+        _int(monitor.min_group_size, f"{where} minimum group size", 1)
+        most = _int(monitor.max_values, f"{where} maximum values", 1)
+        _int(monitor.decisions, f"{where} decisions", 0)
+        groups = monitor.groups
+        if type(groups) is not dict or len(groups) > most:
+            _fail(where, "has groups that are not a bounded dict")
+        for value, group in groups.items():
+            if type(value) is not str:
+                _fail(where, "has a group value that is not a string")
+            if len(group.decisions) > window or len(group.labelled) > window:
+                _fail(where, "has a group window longer than the window")
+            if any(d not in (0, 1) or type(d) is not int for d in group.decisions):
+                _fail(where, "has decisions that are not 0/1")
+            if any(
+                type(d) is not int or type(y) is not int or d not in (0, 1) or y not in (0, 1)
+                for d, y in group.labelled
+            ):
+                _fail(where, "has labelled decisions that are not 0/1 pairs")
+        _int(monitor.pending_at, f"{where} pending position", 0)
+        for name in ("reference", "pending"):
+            snapshot = getattr(monitor, name)
+            if snapshot is not None and (
+                type(snapshot) is not dict
+                or type(snapshot.get("disparate_impact")) not in (float, int)
+            ):
+                _fail(where, f"has a {name} that is not a disparity snapshot")
 
     def numeric(self, tracker: Any, where: str) -> None:
         from detector.core.hits import RANK_WINDOW

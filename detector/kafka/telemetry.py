@@ -24,6 +24,7 @@ class Telemetry:
         self._alerts: Counter[tuple[str, str]] = Counter()
         self._letters: Counter[str] = Counter()
         self._outcomes: Counter[tuple[str, str]] = Counter()
+        self._untracked: Counter[tuple[str, str]] = Counter()
         self._delays: list[float] = []
 
     def beat(self) -> None:
@@ -51,6 +52,7 @@ class Telemetry:
         )
         self.metrics.expired(result.expired)
         self._outcomes.update(result.label_outcomes)
+        self._untracked.update(result.untracked)
         for detection in result.detections:
             self._alerts[(detection.model, detection.drift_type)] += 1
         for rejection in result.rejections:
@@ -81,12 +83,14 @@ class Telemetry:
             self.metrics.dead_letter(reason, n)
         self.metrics.label_outcomes(self._outcomes)
         self.metrics.label_delays(self._delays)
+        self.metrics.segments_untracked_events(self._untracked)
         self.discard()
 
     def discard(self) -> None:
         self._alerts.clear()
         self._letters.clear()
         self._outcomes.clear()
+        self._untracked.clear()
         self._delays.clear()
 
     def failed(self, reason: str) -> None:

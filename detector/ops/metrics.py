@@ -185,6 +185,15 @@ class Metrics:
             registry=reg,
         )
         self._outcome = LabelCap(16)
+        self._segment_key = LabelCap(64)
+        self.segments_untracked = Counter(
+            "segments_untracked",
+            "Events whose segment value was beyond detection.segments.max_values for the "
+            "model and key (not sliced, not in a fairness group), per model and segment key.",
+            ["model", "key"],
+            namespace=ns,
+            registry=reg,
+        )
         self.labels = Counter(
             "labels",
             "Label join outcomes per model (detector.core.labels.OUTCOMES): joined, inline, "
@@ -289,6 +298,10 @@ class Metrics:
     def label_outcomes(self, outcomes: Mapping[tuple[str, str], int]) -> None:
         for (model, outcome), n in outcomes.items():
             self.labels.labels(model=self._model(model), outcome=self._outcome(outcome)).inc(n)
+
+    def segments_untracked_events(self, counts: Mapping[tuple[str, str], int]) -> None:
+        for (model, key), n in counts.items():
+            self.segments_untracked.labels(self._model(model), self._segment_key(key)).inc(n)
 
     def label_delays(self, delays: list[float]) -> None:
         for seconds in delays:

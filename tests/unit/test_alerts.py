@@ -167,3 +167,72 @@ class TestPerformanceAlert:
             "roc_auc",
             "positive_rate",
         }
+
+
+class TestSegmentAlerts:
+    """Fairness and slice alerts validate against the schema, with their exact fields."""
+
+    def _run(self, events: list[dict[str, object]], segments: object) -> list[Detection]:
+        import orjson
+
+        from detector.core.engine import PartitionDetectors
+        from detector.core.settings import DetectionSettings
+
+        core = PartitionDetectors(DetectionSettings(segments=segments), "predictions", 0)
+        values = [orjson.dumps(e) for e in events]
+        return core.process_batch(list(range(len(values))), values).detections
+
+    def test_fairness_alert(self) -> None:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from segment_support import disparity_stream
+
+        from detector.core.settings import SegmentSettings
+
+        (detection,) = self._run(disparity_stream(), SegmentSettings(protected=["sex"]))
+        alert = build_alert(detection, EMITTED_MS)
+        jsonschema.validate(alert, SCHEMA)
+        assert (alert["feature"], alert["drift_type"], alert["severity"]) == (
+            "sex",
+            "fairness",
+            "warning",
+        )
+        assert "segment" not in alert
+        assert alert["detector"] == {
+            "name": "four-fifths",
+            "params": {
+                "band": [0.8, 1.25],
+                "confidence": 0.95,
+                "window": 5000,
+                "min_group_size": 200,
+            },
+            "block_size": 256,
+        }
+        assert alert["trigger"] == {
+            "topic": "predictions",
+            "partition": 0,
+            "offset": 25087,
+            "event_id": "a25087",
+        }
+        current = alert["evidence"]["current"]
+        assert current["groups"]["F"]["selection_rate"] == 0.4274
+        assert current["groups"]["M"]["selection_rate"] == 0.5714
+        assert current["disparate_impact"] == 0.747987
+        assert alert["evidence"]["reference"]["disparate_impact"] == 0.992857
+
+    def test_slice_alert(self) -> None:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from segment_support import sliced_stream
+
+        from detector.core.settings import SegmentSettings
+
+        (detection,) = self._run(
+            sliced_stream(error_after=0.3), SegmentSettings(keys=["region", "channel"])
+        )
+        alert = build_alert(detection, EMITTED_MS)
+        jsonschema.validate(alert, SCHEMA)
+        assert alert["segment"] == {"region": "west"}
+        assert (alert["feature"], alert["drift_type"]) == ("__error__", "performance")

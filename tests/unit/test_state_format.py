@@ -40,6 +40,7 @@ from detector.core.settings import (
     DetectionSettings,
     PerformanceDetectorSpec,
     PerformanceSettings,
+    SegmentSettings,
 )
 from detector.core.state import (
     ALLOWED,
@@ -186,28 +187,41 @@ class TestEarlierReleases:
         assert names <= set(ALLOWED_LEGACY)
 
 
+def _labelled_state(settings: DetectionSettings, n: int, segment: bool = False) -> Any:
+    """The state of model ``m`` after ``n`` labelled scored events (with ``segment.sex``)."""
+    core = PartitionDetectors(settings, "in", 0)
+    events = []
+    for i in range(n):
+        event: dict[str, Any] = {
+            "event_id": f"e{i}",
+            "model": "m",
+            "timestamp": i,
+            "features": {},
+            "prediction": (i % 7) / 7,
+            "label": i % 3 == 0,
+        }
+        if segment:
+            event["segment"] = {"sex": "FM"[i % 2]}
+        events.append(orjson.dumps(event))
+    core.process_batch(list(range(n)), events)
+    return core.models["m"]
+
+
 def _performance_state(detector: str) -> Any:
     """A model's state whose performance tracker runs ``detector``, after labelled events."""
     spec = PerformanceDetectorSpec(name=detector)
-    settings = DetectionSettings(performance=PerformanceSettings(detector=spec))
-    core = PartitionDetectors(settings, "in", 0)
-    events = [
-        orjson.dumps(
-            {
-                "event_id": f"e{i}",
-                "model": "m",
-                "timestamp": i,
-                "features": {},
-                "prediction": (i % 7) / 7,
-                "label": i % 3 == 0,
-            }
-        )
-        for i in range(3000)
-    ]
-    core.process_batch(list(range(3000)), events)
-    state = core.models["m"]
+    state = _labelled_state(DetectionSettings(performance=PerformanceSettings(detector=spec)), 3000)
     again = decode_model(encode_model(state), "m")
     assert again.performance.rate.detector.describe() == state.performance.rate.detector.describe()
+    return state
+
+
+def _fairness_state() -> Any:
+    """A model's state with a fairness monitor (detection.segments.protected)."""
+    settings = DetectionSettings(segments=SegmentSettings(protected=["sex"]))
+    state = _labelled_state(settings, 600, segment=True)
+    again = decode_model(encode_model(state), "m")
+    assert again.fairness["sex"].__getstate__() == state.fairness["sex"].__getstate__()
     return state
 
 
@@ -227,6 +241,7 @@ class TestAllowList:
         # River's binary detectors: the performance detector only.
         for name in BINARY_DETECTOR_NAMES:
             entries[name] = encode_model(_performance_state(name))
+        entries["fairness"] = encode_model(_fairness_state())
         names = set().union(*map(_globals, entries.values()))
         assert names == set(ALLOWED) - LEGACY
 
