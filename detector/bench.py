@@ -180,8 +180,16 @@ def measure_floor(bootstrap: str, topic: str, n: int) -> float:
 
 
 def measure_sidecar(
-    bootstrap: str, topic: str, n: int, guarantee: Literal["exactly-once", "at-least-once"]
+    bootstrap: str,
+    topic: str,
+    n: int,
+    guarantee: Literal["exactly-once", "at-least-once"],
+    detection: DetectionSettings | None = None,
+    labels_topic: str | None = None,
+    labels: int = 0,
 ) -> float:
+    """Prediction events per second of `detector run` over a backlog of ``n``, from its first
+    event until it has taken all ``n`` (and ``labels`` label events of ``labels_topic``)."""
     from detector.kafka.runner import Sidecar
 
     tag = f"{guarantee}-{time.time_ns()}"
@@ -193,14 +201,21 @@ def measure_sidecar(
             group_id=f"bench-{tag}",
             processing_guarantee=guarantee,
             session_timeout_ms=6000,
+            labels_topic=labels_topic,
         ),
-        detection=DetectionSettings(),
+        detection=detection or DetectionSettings(),
     )
+    if labels_topic:  # as the config loader does
+        joined = settings.detection.labels.model_copy(update={"join": True})
+        settings = settings.model_copy(
+            update={"detection": settings.detection.model_copy(update={"labels": joined})}
+        )
     sidecar = Sidecar(settings)
     thread = threading.Thread(target=sidecar.run, daemon=True)
     thread.start()
     first = 0.0
-    while sidecar.counts["events"] < n:
+    start_count = 0
+    while sidecar.counts["events"] < n or sidecar.counts["labels"] < labels:
         if not first and sidecar.counts["events"]:
             first = time.perf_counter()
             start_count = sidecar.counts["events"]
@@ -359,6 +374,106 @@ def measure_shape(bootstrap: str, shape: str, events: int, rounds: int = ROUNDS)
     )
 
 
+#: Detection features measured on top of the shapes (issue 11): name -> what they add.
+SCENARIOS: dict[str, str] = {
+    "labels-joined": "`epoch-ms` events without `label`, and one label event per prediction "
+    "on a labels topic (co-partitioned, keyed by model) that `detector run --labels-topic` "
+    "joins: performance and estimated performance per model. The rate counts predictions, "
+    "measured until both topics are consumed (the sidecar reads twice the messages)",
+    "two-segment-keys": '`epoch-ms` events with `segment` `{"region": 4 values, "channel": 2 '
+    "values}` and `detection.segments.keys: [region, channel]`: every event feeds its model "
+    "and two slices (three passes of the detectors)",
+    "fairness": '`epoch-ms` events with `segment` `{"sex": "F" or "M"}` and '
+    "`detection.segments.protected: [sex]`: one more decision per event in a fairness group",
+}
+
+
+def _with_segment(payload: list[bytes], segment: Callable[[int], dict[str, str]]) -> list[bytes]:
+    out = []
+    for i, value in enumerate(payload):
+        doc = orjson.loads(value)
+        doc["segment"] = segment(i)
+        out.append(orjson.dumps(doc))
+    return out
+
+
+def _labels_of(payload: list[bytes]) -> list[bytes]:
+    """One label event per prediction, 0/1 by its score (wrong on about 10 %), 1 s later."""
+    rng = np.random.default_rng(3)
+    coins = rng.random(len(payload)).tolist()
+    out = []
+    for i, value in enumerate(payload):
+        doc = orjson.loads(value)
+        label = int((doc["prediction"] >= 0.5) != (coins[i] < 0.1))
+        out.append(
+            orjson.dumps(
+                {
+                    "event_id": doc["event_id"],
+                    "model": doc["model"],
+                    "label": label,
+                    "timestamp": doc["timestamp"] + 1000,
+                }
+            )
+        )
+    return out
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    floor: float  # events/s of the predictions topic
+    eos: float  # prediction events/s, `detector run` exactly-once
+
+    @property
+    def ratio(self) -> float:
+        return self.eos / self.floor
+
+
+def measure_scenario(bootstrap: str, name: str, events: int, rounds: int = 2) -> ScenarioResult:
+    """One of SCENARIOS: the floor on its predictions topic and `detector run`
+    exactly-once with the scenario's settings, alternately, the best of each."""
+    from detector.config import SegmentSettings
+
+    payload = _events(events, shape="epoch-ms")
+    detection = DetectionSettings()
+    labels: list[bytes] = []
+    if name == "labels-joined":
+        labels = _labels_of(payload)
+    elif name == "two-segment-keys":
+        payload = _with_segment(
+            payload,
+            lambda i: {"region": _REGIONS[i % len(_REGIONS)], "channel": "web" if i % 3 else "app"},
+        )
+        detection = DetectionSettings(segments=SegmentSettings(keys=["region", "channel"]))
+    elif name == "fairness":
+        payload = _with_segment(payload, lambda i: {"sex": "F" if (i // 10) % 2 else "M"})
+        detection = DetectionSettings(segments=SegmentSettings(protected=["sex"]))
+    else:
+        raise ValueError(f"unknown scenario {name!r}")
+    topic = f"{TOPIC}.{name}"
+    labels_topic = f"{topic}.labels" if labels else None
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [NewTopic(topic, PARTITIONS, 1)]
+    if labels_topic:
+        topics.append(NewTopic(labels_topic, PARTITIONS, 1))
+    for future in admin.create_topics(topics).values():
+        future.result(30)
+    _produce(bootstrap, topic, payload)
+    if labels_topic:
+        _produce(bootstrap, labels_topic, labels)
+    floors, runs = [], []
+    for _ in range(rounds):
+        floors.append(measure_floor(bootstrap, topic, events))
+        runs.append(
+            measure_sidecar(
+                bootstrap, topic, events, "exactly-once", detection, labels_topic, len(labels)
+            )
+        )
+    for future in admin.delete_topics([t.topic for t in topics]).values():
+        future.result(30)
+    return ScenarioResult(name, max(floors), max(runs))
+
+
 def measure_replay(payload: list[bytes], passes: int = 2) -> float:
     """Events per second of the backtest (`detector replay FILE`, no report, no injection)
     over ``payload`` written as a JSON-lines file: the best of ``passes``."""
@@ -466,6 +581,18 @@ def run_bench(output: str = "docs/benchmarks.md", events: int = 200_000) -> int:
                 f"{result.replay:,.0f} events/s",
                 flush=True,
             )
+        scenarios: list[ScenarioResult] = []
+        for name in SCENARIOS:
+            print(
+                f"{name}: {events:,} events, floor and detector run (exactly-once)...", flush=True
+            )
+            scenario = measure_scenario(bootstrap, name, events)
+            scenarios.append(scenario)
+            print(
+                f"  floor {scenario.floor:,.0f} events/s, detector run {scenario.eos:,.0f} "
+                f"events/s ({scenario.ratio:.0%})",
+                flush=True,
+            )
         first = next(iter(SHAPES))
         print(f"detector run, at-least-once ({first})...", flush=True)
         payload = _events(events, shape=first)
@@ -488,11 +615,35 @@ def run_bench(output: str = "docs/benchmarks.md", events: int = 200_000) -> int:
     print(f"  {calibration.seconds:.1f} s", flush=True)
     total_s = time.perf_counter() - started
     text = _report(results, events, alo, eos, (detectors, size, restore_s), total_s)
+    text += _scenario_report(scenarios, results[0])
     text += _calibration_report(calibration)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(text + _kept_sections(Path(output)))
     print(f"written to {output}")
     return 0
+
+
+def _scenario_report(scenarios: list[ScenarioResult], base: ShapeResult) -> str:
+    what = "".join(f"- `{name}`: {text}\n" for name, text in SCENARIOS.items())
+    rows = "".join(
+        f"| `{r.name}` | {r.floor:,.0f} | {r.eos:,.0f} | {r.ratio:.0%} | {1e6 / r.eos:.2f} "
+        f"| {base.eos / r.eos:.2f}x |\n"
+        for r in scenarios
+    )
+    header = (
+        "| scenario | floor, events/s | `detector run`, events/s | of the floor | µs/event "
+        f"| cost vs `{base.shape}` |\n|---|---:|---:|---:|---:|---:|"
+    )
+    return f"""
+## Labels, slices and fairness through `detector run`
+
+The same {len(SCENARIOS)} detection features as a team switches them on, each on its own
+topics, floor and `detector run` exactly-once alternately twice (best of each); the cost
+is compared with `{base.shape}` above (no label, no segment):
+
+{what}
+{header}
+{rows}"""
 
 
 def _calibration_report(result: CalibrationResult) -> str:
