@@ -26,5 +26,8 @@ cdef class EstimatedPerformance:
     cdef public long long cnt
     cdef public long long seen
 
-    @cython.locals(p=double, q=double, block=double)
+    @cython.locals(q=double, block=double)
     cpdef object observe(self, double score, Py_ssize_t index)
+
+    @cython.locals(p=double)
+    cpdef double right(self, double score)

@@ -158,8 +158,7 @@ class EstimatedPerformance:
         """A scored prediction (labelled or not); a hit when the estimated accuracy fell."""
         if self.table is None:
             return None
-        p = self._lookup[min(int(score * TABLE), TABLE - 1)]
-        q = p if score >= self.threshold else 1.0 - p
+        q = self.right(score)
         self.seen += 1
         if len(self.reference) < self.ref_size:
             self.reference.append(score)
@@ -174,6 +173,12 @@ class EstimatedPerformance:
         if not self.detector.step(block * self.scale):
             return None
         return self._hit(index)
+
+    def right(self, score: float) -> float:
+        """The calibrated probability that the decision on ``score`` is right (``q``);
+        only once the map is fitted (``table`` is not None)."""
+        p = self._lookup[min(int(score * TABLE), TABLE - 1)]
+        return p if score >= self.threshold else 1.0 - p
 
     def _hit(self, index: int) -> Hit | None:
         table = self.table

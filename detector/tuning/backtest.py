@@ -10,8 +10,13 @@ With ``--inject``, the source is read into memory, the changes are applied to a 
 finds it (same model and feature, a matching drift type, at or after its start) and its
 delay in the model's events, and the alerts of that model before it (false alarms).
 
+With ``labels`` (a source of label events, ``detector replay --labels``), the label events
+are merged into the predictions in time order (:func:`detector.tuning.sources.by_event_time`)
+and joined by the core's own label join, as ``detector run --labels-topic`` joins them
+(``detection.labels.join`` is switched on, as ``kafka.labels_topic`` switches it on).
+
 With a ``trace`` (the HTML report's :class:`detector.tuning.trace.StreamTrace`), every event
-is shown to it too, with its position among its model's events.
+is shown to it too, with its position among its model's events, and every label event.
 """
 
 from __future__ import annotations
@@ -27,16 +32,19 @@ import orjson
 from detector.alerts import alert_id, build_alert
 from detector.config import Settings
 from detector.core.records import Detection, InputRecord
+from detector.core.settings import DetectionSettings
 from detector.tuning.inject import FOUND_BY, Injection, Plan, inject
 from detector.tuning.progress import Progress
 from detector.tuning.replay import process_records
-from detector.tuning.sources import Source
+from detector.tuning.sources import Source, SourceError, by_event_time
 
 
 class Trace(Protocol):
     """What the backtest shows each event to (the report's data collector)."""
 
     def observe(self, model: str, position: int, event: dict[str, Any]) -> None: ...
+
+    def observe_label(self, event: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,11 @@ class Backtest:
     processed: dict[str, int] = field(default_factory=dict)
     rejected: Counter[str] = field(default_factory=Counter)
     injections: list[InjectionOutcome] = field(default_factory=list)
+    #: The labels source's name (``--labels``), the label events read and the label join's
+    #: outcomes per model (joined, expired, duplicate, ...; detector.core.labels.OUTCOMES).
+    labels: str | None = None
+    label_events: int = 0
+    label_outcomes: dict[str, Counter[str]] = field(default_factory=dict)
     records: int = 0
     elapsed_s: float = 0.0
 
@@ -95,8 +108,13 @@ class Backtest:
             entry["alerts"] += 1
             kinds = entry["by_drift_type"]
             kinds[alert["drift_type"]] = kinds.get(alert["drift_type"], 0) + 1
+        for model, outcomes in sorted(self.label_outcomes.items()):
+            entry = models.setdefault(model, {"events": 0, "alerts": 0, "by_drift_type": {}})
+            entry["labels"] = dict(sorted(outcomes.items()))
         return {
             "source": self.source,
+            "labels": self.labels,
+            "label_events": self.label_events,
             "records": self.records,
             "events": sum(self.processed.values()),
             "alerts": len(self.alerts),
@@ -126,20 +144,40 @@ def _parsed(records: Iterable[InputRecord]) -> Iterator[tuple[InputRecord, Any]]
         yield record, event
 
 
+def joining(detection: DetectionSettings) -> DetectionSettings:
+    """``detection`` with the label join on (predictions wait for label events)."""
+    if detection.labels.join:
+        return detection
+    joined = detection.labels.model_copy(update={"join": True})
+    return detection.model_copy(update={"labels": joined})
+
+
 def run_backtest(
     source: Source,
     settings: Settings,
     *,
     injections: Sequence[Injection] = (),
+    labels: Source | None = None,
     seed: int = 0,
     trace: Trace | None = None,
     progress: Progress | None = None,
     now_ms: Any = None,
 ) -> Backtest:
-    """Replay ``source`` through the core under ``settings`` (InjectionError, SourceError
-    for a bad source or change). ``now_ms`` (a function) stamps ``emitted_at``."""
+    """Replay ``source`` (with the label events of ``labels``, if given) through the core
+    under ``settings`` (InjectionError, SourceError for a bad source or change). ``now_ms``
+    (a function) stamps ``emitted_at``."""
     clock = now_ms or (lambda: int(time.time() * 1000))
     result = Backtest(source=source.name, settings=settings)
+    core_settings = settings.detection
+    labels_topic: str | None = None
+    if labels is not None:
+        labels_topic = labels.topic
+        if labels_topic == source.topic:
+            raise SourceError(
+                f"{labels.name}: the labels and the predictions are both topic {labels_topic!r}"
+            )
+        result.labels = labels.name
+        core_settings = joining(core_settings)
     started = time.perf_counter()
     parse = bool(injections) or trace is not None
     records: Iterable[InputRecord] = source.records()
@@ -155,10 +193,17 @@ def run_backtest(
             else r
             for r, e in pairs
         )
+    if labels is not None:
+        records = by_event_time(records, labels.records())
     counts: Counter[str] = Counter()
 
     def observed(stream: Iterable[InputRecord]) -> Iterator[InputRecord]:
         for record, event in _parsed(stream):
+            if record.topic == labels_topic:
+                if trace is not None and isinstance(event, dict):
+                    trace.observe_label(event)
+                yield record
+                continue
             model = _model_of(event)
             if model is not None:
                 position = counts[model]
@@ -172,7 +217,11 @@ def run_backtest(
         records = observed(records)
     detections: list[Detection] = []
     batches = process_records(
-        records, settings.detection, max_message_bytes=settings.kafka.max_message_bytes
+        records,
+        core_settings,
+        max_message_bytes=settings.kafka.max_message_bytes,
+        labels_topic=labels_topic,
+        input_topic=source.topic,
     )
     for size, out in batches:
         detections.extend(out.detections)
@@ -182,6 +231,9 @@ def run_backtest(
         for model, n in out.processed.items():
             result.processed[model] = result.processed.get(model, 0) + n
         result.records += size
+        result.label_events += out.labels
+        for (model, outcome), n in out.label_outcomes.items():
+            result.label_outcomes.setdefault(model, Counter())[outcome] += n
         if progress is not None:
             fraction = source.done / source.size_hint if source.size_hint else None
             progress.update(result.records, fraction=fraction, note=f"{len(result.alerts)} alerts")
@@ -234,4 +286,4 @@ def _outcome(plan: Plan, plans: Sequence[Plan], result: Backtest) -> InjectionOu
     return InjectionOutcome(plan, found, delay, before)
 
 
-__all__ = ["Backtest", "InjectionOutcome", "Trace", "run_backtest"]
+__all__ = ["Backtest", "InjectionOutcome", "Trace", "joining", "run_backtest"]

@@ -45,6 +45,13 @@ def add_commands(sub: Any) -> None:
         help="inject a change into a copy of the stream, e.g. "
         "'model=fraud,feature=amount,kind=mean,shift=0.5sd,at=0.6' (repeatable)",
     )
+    replay.add_argument(
+        "--labels",
+        metavar="LABELS",
+        help="label events (schemas/label-event.v1.json) to join, as `detector run "
+        "--labels-topic` joins them: a JSON-lines file, a directory or kafka://TOPIC?... "
+        "(co-partitioned with SOURCE; a file is partition 0), merged in time order",
+    )
     replay.add_argument("--seed", type=int, default=0, help="seed of the injected changes")
     replay.set_defaults(func=_cmd_replay)
     _add_calibrate(sub)
@@ -185,12 +192,14 @@ def settings_for(args: argparse.Namespace) -> Settings:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from detector.tuning.backtest import run_backtest
+    from detector.tuning.backtest import joining, run_backtest
     from detector.tuning.inject import InjectionError, parse_injection
     from detector.tuning.progress import Progress
     from detector.tuning.sources import SourceError, open_source
 
     settings = settings_for(args)
+    if args.labels:
+        settings = settings.model_copy(update={"detection": joining(settings.detection)})
     trace = None
     if args.html:
         from detector.tuning.report import require_matplotlib
@@ -201,11 +210,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     try:
         injections = [parse_injection(spec) for spec in args.inject]
         source = open_source(args.source, settings.kafka)
+        labels = open_source(args.labels, settings.kafka) if args.labels else None
         progress = Progress("replay")
         backtest = run_backtest(
             source,
             settings,
             injections=injections,
+            labels=labels,
             seed=args.seed,
             trace=trace,
             progress=progress,
@@ -299,6 +310,16 @@ def print_tables(backtest: Any, out: TextIO) -> None:
                 f"{outcome.false_alarms_before} alert(s) of the model before it",
                 file=out,
             )
+    if backtest.labels is not None:
+        joined = ", ".join(
+            f"{model}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(outcomes.items()))
+            for model, outcomes in sorted(backtest.label_outcomes.items())
+        )
+        print(
+            f"\n{backtest.label_events:,} label events from {backtest.labels}"
+            f"{f' ({joined})' if joined else ''}",
+            file=out,
+        )
     rejected = sum(backtest.rejected.values())
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(backtest.rejected.items()))
     rate = backtest.records / backtest.elapsed_s if backtest.elapsed_s else 0.0

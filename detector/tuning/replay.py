@@ -27,22 +27,44 @@ def process_records(
     *,
     max_message_bytes: int | None = None,
     batch_size: int = BATCH,
+    labels_topic: str | None = None,
+    input_topic: str | None = None,
 ) -> Iterator[tuple[int, BatchResult]]:
     """Feed ``records`` (each partition's in offset order) to per-partition cores; yield
-    each batch's size and result, in input order."""
+    each batch's size and result, in input order.
+
+    Records of ``labels_topic`` (with ``settings.labels.join``) are label events: they go
+    to the core of the input partition with their partition's number, as in ``detector
+    run`` (one is made for ``input_topic`` if that partition had no prediction yet)."""
     cores: dict[tuple[str, int], PartitionDetectors] = {}
+    by_partition: dict[int, PartitionDetectors] = {}
     batch: list[InputRecord] = []
+
+    def core_for(topic: str, partition: int) -> PartitionDetectors:
+        core = cores.get((topic, partition))
+        if core is None:
+            core = PartitionDetectors(settings, topic, partition)
+            if max_message_bytes is not None:
+                core.set_max_message_bytes(max_message_bytes)
+            if labels_topic is not None:
+                core.labels_topic = labels_topic
+            cores[(topic, partition)] = core
+            by_partition.setdefault(partition, core)
+        return core
 
     def flush() -> BatchResult:
         first = batch[0]
-        key = (first.topic, first.partition)
-        core = cores.get(key)
-        if core is None:
-            core = PartitionDetectors(settings, first.topic, first.partition)
-            if max_message_bytes is not None:
-                core.set_max_message_bytes(max_message_bytes)
-            cores[key] = core
-        result = core.process(batch)
+        if labels_topic is not None and first.topic == labels_topic:
+            core = by_partition.get(first.partition)
+            if core is None:
+                if input_topic is None:
+                    raise ValueError("label events before any prediction: input_topic needed")
+                core = core_for(input_topic, first.partition)
+            result = core.process_labels(
+                [r.offset for r in batch], [r.value for r in batch], [r.timestamp_ms for r in batch]
+            )
+        else:
+            result = core_for(first.topic, first.partition).process(batch)
         batch.clear()
         return result
 

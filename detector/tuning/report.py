@@ -21,6 +21,16 @@ feature's events for the missing rate, the labelled events for the error rate; t
 maps them back to model-event positions. A detection suppressed as a repeat (``rearm_after``)
 re-learns too, and is not shown: a window after one starts earlier than drawn. Partitions
 are drawn one after the other, as replayed.
+
+Estimated performance (``estimated_performance`` alerts, on the ``__error__`` figure): a
+panel "accuracy" draws the estimated accuracy (the scored predictions' calibrated
+probabilities of being right, per point) next to the realized accuracy (the share of the
+labelled predictions of that stretch that were right, whenever their labels came, from
+the events' own labels or ``--labels``). The evidence table gives, for each window of
+such an alert, the estimate with its 95 % interval as the alert carries it and the
+realized accuracy of the same window in hindsight (:func:`realized`: the labelled
+predictions among the window's positions; over the trace's bins, so exact while they are
+one event wide and pro-rated at the window's edges otherwise).
 """
 
 from __future__ import annotations
@@ -83,13 +93,14 @@ class Panel:
     categories: list[str] = field(default_factory=list)
 
 
-_PANEL_ORDER = ("mean", "std", "share", "missing", "error")
+_PANEL_ORDER = ("mean", "std", "share", "missing", "error", "accuracy")
 _PANEL_TITLES = {
     "mean": "mean",
     "std": "standard deviation",
     "share": "category share",
     "missing": "missing rate",
     "error": "error rate",
+    "accuracy": "accuracy, estimated and realized",
 }
 
 
@@ -98,6 +109,8 @@ def _panel_of(alert: dict[str, Any]) -> str:
     statistic = alert["evidence"].get("statistic")
     if drift_type == "missing_rate":
         return "missing"
+    if drift_type == "estimated_performance":
+        return "accuracy"
     if drift_type in ("performance", "error_rate"):
         return "error"
     if drift_type == "categorical" or statistic == "share":
@@ -145,6 +158,26 @@ def windows(
         current = (trace.position_of(model, feature, tracker, at - cur_count + 1), position)
         out.append(Window(reference, current))
     return out
+
+
+def realized(trace: StreamTrace, model: str, span: tuple[int, int]) -> tuple[float | None, float]:
+    """The realized accuracy of the labelled predictions at positions ``span`` (inclusive)
+    and how many there were (pro-rated in bins wider than one event)."""
+    model_trace = trace.model(model)
+    error = model_trace.error if model_trace is not None else None
+    if model_trace is None or error is None:
+        return None, 0.0
+    width = model_trace.width
+    lo, hi = span
+    labelled = wrong = 0.0
+    for b in range(lo // width, min(hi // width, len(error.events) - 1) + 1):
+        start, end = b * width, (b + 1) * width - 1
+        inside = (min(end, hi) - max(start, lo) + 1) / width
+        labelled += error.events[b] * inside
+        wrong += error.flags[b] * inside
+    if labelled <= 0:
+        return None, 0.0
+    return 1.0 - wrong / labelled, labelled
 
 
 def _grouped(values: np.ndarray, group: int) -> np.ndarray:
@@ -277,7 +310,18 @@ def _plot(
         figure = Figure(figsize=(9.0, 0.6 + 2.1 * len(panels)), layout="constrained")
         axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
         for ax, panel in zip(axes, panels, strict=True):
-            _draw_panel(ax, panel, drawn, series, group, span, events, min_share, max_categories)
+            _draw_panel(
+                ax,
+                panel,
+                drawn,
+                model_trace,
+                series,
+                group,
+                span,
+                events,
+                min_share,
+                max_categories,
+            )
         axes[-1].set_xlabel(f"{_plain(drawn.model)} events (each point: {span:,} events)")
         if events:
             axes[-1].set_xlim(0, events)
@@ -304,6 +348,7 @@ def _draw_panel(
     ax: Any,
     panel: Panel,
     drawn: _Drawn,
+    model_trace: ModelTrace | None,
     series: Series | None,
     group: int,
     span: int,
@@ -321,6 +366,20 @@ def _draw_panel(
             shown = "other categories" if category == OTHER else category
             points = _series_points(source, statistic, group, category, codes)
             lines.append((f"share of {shown}", points))
+    elif statistic == "accuracy":
+        estimated = model_trace.estimated if model_trace is not None else None
+        if estimated is not None:
+            lines.append(
+                (
+                    "estimated accuracy",
+                    _ratio(
+                        _grouped(estimated.array("total"), group),
+                        _grouped(estimated.array("events"), group),
+                    ),
+                )
+            )
+        errors = _series_points(source, "error", group, None, [])
+        lines.append(("realized accuracy", 1.0 - errors))
     else:
         lines.append((_PANEL_TITLES[statistic], _series_points(source, statistic, group, None, [])))
     colors = ("#1f77b4", "#2ca02c", "#8c564b", "#17becf", "#7f7f7f")
@@ -332,7 +391,7 @@ def _draw_panel(
     if len(lines) > 1:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
     title = _PANEL_TITLES[statistic]
-    if statistic == "share" and len(lines) == 1:
+    if statistic in ("share", "accuracy") and len(lines) == 1:
         title = lines[0][0]
     ax.set_title(_plain(title), loc="left")
     ax.grid(True, linewidth=0.3, alpha=0.5)
@@ -422,7 +481,11 @@ def _feature_name(feature: str) -> str:
     return feature
 
 
-def _window_text(window: dict[str, Any], category: str | None) -> str:
+def _window_text(
+    window: dict[str, Any],
+    category: str | None,
+    hindsight: tuple[float | None, float] | None = None,
+) -> str:
     """One window's summary, as HTML."""
     parts: list[str] = []
     if "count" in window:
@@ -444,6 +507,25 @@ def _window_text(window: dict[str, Any], category: str | None) -> str:
         parts.append(f"shares {shown}{more}")
     if "rate" in window:
         parts.append(f"rate {_pct(window['rate'])}")
+    if "error_rate" in window:
+        parts.append(f"error rate {_pct(window['error_rate'])}")
+        if window.get("roc_auc") is not None:
+            parts.append(f"ROC AUC {_num(window['roc_auc'], 3)}")
+    if "estimated_accuracy" in window:
+        low, high = window.get("estimated_accuracy_ci") or (None, None)
+        parts.append(
+            f"estimated accuracy {_pct(window['estimated_accuracy'])} "
+            f"(95% {_pct(low)} to {_pct(high)})"
+        )
+        if window.get("estimated_roc_auc") is not None:
+            parts.append(f"estimated ROC AUC {_num(window['estimated_roc_auc'], 3)}")
+    if hindsight is not None:
+        accuracy, labelled = hindsight
+        shown = "-" if accuracy is None else _pct(accuracy)
+        parts.append(
+            f"<span class='realized'>realized accuracy {shown} "
+            f"({labelled:,.0f} labelled, in hindsight)</span>"
+        )
     if window.get("missing_rate") is not None:
         parts.append(f"missing {_pct(window['missing_rate'])}")
     return "<br>".join(parts) or "-"
@@ -457,7 +539,7 @@ def _detector_text(detector: dict[str, Any]) -> str:
     return f"{_e(detector.get('name', '?'))}({_e(shown)}){_e(suffix)}"
 
 
-def _evidence_table(drawn: _Drawn) -> str:
+def _evidence_table(drawn: _Drawn, trace: StreamTrace) -> str:
     rows = [
         f"<table class='evidence' data-model='{_e(drawn.model)}' "
         f"data-feature='{_e(drawn.feature)}'>",
@@ -465,7 +547,9 @@ def _evidence_table(drawn: _Drawn) -> str:
         "<th>detector</th><th>reference</th><th>current</th><th>effect size</th>"
         "<th>severity</th></tr></thead><tbody>",
     ]
-    for alert, number, position in zip(drawn.alerts, drawn.numbers, drawn.positions, strict=True):
+    for alert, number, position, window in zip(
+        drawn.alerts, drawn.numbers, drawn.positions, drawn.windows, strict=True
+    ):
         trigger = alert["trigger"]
         where = f"p{trigger['partition']}@{trigger['offset']}"
         if position is not None:
@@ -479,6 +563,11 @@ def _evidence_table(drawn: _Drawn) -> str:
         if category is not None:
             drift += f"<br><span class='muted'>category {_e(category)}</span>"
         severity = _e(alert["severity"])
+        hindsight: list[tuple[float | None, float] | None] = [None, None]
+        if alert["drift_type"] == "estimated_performance":
+            for i, span in enumerate((window.reference, window.current)):
+                if span is not None:
+                    hindsight[i] = realized(trace, drawn.model, span)
         rows.append(
             f"<tr class='alert {severity}' id='alert-{_e(alert['alert_id'])}' "
             f"data-alert-id='{_e(alert['alert_id'])}'>"
@@ -486,8 +575,8 @@ def _evidence_table(drawn: _Drawn) -> str:
             f"<span class='muted'>event {_e(trigger.get('event_id'))}</span></td>"
             f"<td class='mono'>{_e(alert['detected_at'])}</td>"
             f"<td class='mono'>{_detector_text(alert['detector'])}</td>"
-            f"<td>{_window_text(evidence.get('reference') or {}, category)}</td>"
-            f"<td>{_window_text(evidence.get('current') or {}, category)}</td>"
+            f"<td>{_window_text(evidence.get('reference') or {}, category, hindsight[0])}</td>"
+            f"<td>{_window_text(evidence.get('current') or {}, category, hindsight[1])}</td>"
             f"<td class='num'>{_num(evidence.get('effect_size'), 3)}</td>"
             f"<td class='severity'>{severity}</td></tr>"
         )
@@ -647,7 +736,7 @@ def render(
                 "alert's reference (blue) and current (orange) window; red: the alerts; "
                 "purple, dashed: an injected change's start.</figcaption></figure>"
             )
-            out.append(_evidence_table(drawn))
+            out.append(_evidence_table(drawn, trace))
             out.append("</section>")
         if outcomes:
             out.append("<h3>Injected changes</h3>")
@@ -671,4 +760,12 @@ def write_report(
     Path(path).write_text(text, encoding="utf-8")
 
 
-__all__ = ["MAX_POINTS", "Window", "render", "require_matplotlib", "windows", "write_report"]
+__all__ = [
+    "MAX_POINTS",
+    "Window",
+    "realized",
+    "render",
+    "require_matplotlib",
+    "windows",
+    "write_report",
+]

@@ -14,20 +14,30 @@ topic range. Each yields :class:`~detector.core.records.InputRecord` in partitio
   when the read gets there). Offsets and partitions are the
   topic's own, so alerts get the ``alert_id`` that ``detector run`` gave them. Records are
   read ``read_committed``, as the sidecar reads them.
+
+With labels (``detector replay --labels LABELS``, any of the same kinds of source), the
+label events are merged into the predictions by :func:`by_event_time`: per partition (a
+file is partition 0: its labels join partition 0's predictions), in the order of their
+time, a prediction before a label of the same millisecond, as they would have reached a
+sidecar that kept up with both topics.
 """
 
 from __future__ import annotations
 
 import gzip
+import heapq
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
+
 from detector.config import KafkaClientSettings
+from detector.core.events import InvalidEvent, timestamp_ms
 from detector.core.records import InputRecord
 
 #: File names a directory source reads (each may end in .gz too).
@@ -121,13 +131,22 @@ class Source:
     def records(self) -> Iterator[InputRecord]:
         raise NotImplementedError
 
+    @property
+    def topic(self) -> str:
+        """The topic its records carry (a file's or directory's name, or the range's)."""
+        raise NotImplementedError
+
 
 class FileSource(Source):
     def __init__(self, paths: list[Path], topic: str, name: str) -> None:
         self.paths = paths
-        self.topic = topic
+        self._topic = topic
         self.name = name
         self.size_hint = sum(p.stat().st_size for p in paths)
+
+    @property
+    def topic(self) -> str:
+        return self._topic
 
     def records(self) -> Iterator[InputRecord]:
         offset = 0
@@ -138,7 +157,7 @@ class FileSource(Source):
                     for line in handle:
                         line = line.strip()
                         if line:
-                            yield InputRecord(self.topic, 0, offset, line)
+                            yield InputRecord(self._topic, 0, offset, line)
                             offset += 1
                             if offset & 1023 == 0 and not isinstance(handle, gzip.GzipFile):
                                 self.done = base + handle.tell()
@@ -163,6 +182,10 @@ class KafkaSource(Source):
         self._consumer: Any = None
         # partition, first offset (None: the start), end offset exclusive (None: the end)
         self._plan: list[tuple[int, int | None, int | None]] = []
+
+    @property
+    def topic(self) -> str:
+        return self.range.topic
 
     def _connect(self) -> None:
         from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -281,6 +304,40 @@ class KafkaSource(Source):
                 position = offset
 
 
+def _timed(
+    records: Iterable[InputRecord], kind: int
+) -> Iterator[tuple[int, int, int, InputRecord]]:
+    """(partition, time, kind, record): the record's Kafka timestamp, else its event's own
+    ``timestamp``, else the time of the record before it (its place is kept)."""
+    last = 0
+    partition = None
+    for record in records:
+        if record.partition != partition:
+            partition, last = record.partition, 0
+        stamp = record.timestamp_ms
+        if stamp is None:
+            try:
+                doc = orjson.loads(record.value) if record.value is not None else None
+                if isinstance(doc, dict) and "timestamp" in doc:
+                    stamp = timestamp_ms(doc["timestamp"])
+            except (orjson.JSONDecodeError, InvalidEvent):
+                stamp = None
+        if stamp is None or stamp < last:
+            stamp = last  # out of order or untimed: where it stands in its own source
+        last = stamp
+        yield record.partition, stamp, kind, record
+
+
+def by_event_time(
+    predictions: Iterable[InputRecord], labels: Iterable[InputRecord]
+) -> Iterator[InputRecord]:
+    """Predictions and label events merged per partition in time order (a prediction
+    first on a tie); each source's own order is kept."""
+    merged = heapq.merge(_timed(predictions, 0), _timed(labels, 1), key=lambda t: t[:3])
+    for item in merged:
+        yield item[3]
+
+
 def open_source(spec: str, kafka: KafkaClientSettings | None = None) -> Source:
     """The source ``spec`` names; SourceError if there is none."""
     if spec.startswith("kafka://"):
@@ -306,6 +363,7 @@ __all__ = [
     "KafkaSource",
     "Source",
     "SourceError",
+    "by_event_time",
     "open_source",
     "parse_kafka_uri",
 ]

@@ -15,7 +15,13 @@ and per feature (the prediction as ``__prediction__``, the error rate as ``__err
   a class or class probabilities, watched through their argmax); at most
   :data:`MAX_CATEGORIES` categories are kept, the others are counted in ``other``;
 * for the error rate, ``events`` counts the labelled events and ``flags`` the wrong
-  predictions.
+  predictions; a label from the labels source (``replay --labels``) counts in the bin of
+  its prediction (the realized accuracy of the predictions of that stretch);
+* for the estimated accuracy (``__estimated__``, probability outputs once the model's
+  estimation is calibrated), ``events`` counts the scored predictions and ``total`` the
+  sum of their calibrated probabilities of being right (the core's own
+  :class:`~detector.core.estimation.EstimatedPerformance`, calibrated on the same first
+  labelled predictions as the core's: exact for a source of one partition).
 
 Values become tracker input with the core's own functions (:func:`~detector.core.values.kind_of`,
 :func:`~detector.core.values.categorical`, :func:`~detector.core.values.prediction_value`,
@@ -27,6 +33,10 @@ The trackers count *observations* (a feature's non-null values, its events, the 
 events), not model events: :meth:`StreamTrace.position_of` maps the k-th observation back
 to a model-event position, through the cumulative counts of the bins (exact for bins one
 event wide; within a wider bin, observations are taken as evenly spread).
+
+Predictions waiting for a label of the labels source are remembered (model, event id ->
+position and prediction) up to ``detection.labels.max_pending`` per model, as the core's
+join bounds them; the oldest are forgotten beyond it.
 """
 
 from __future__ import annotations
@@ -36,7 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from detector.core.performance import PerformanceTracker, fingerprint
+from detector.core.estimation import EstimatedPerformance
+from detector.core.performance import PerformanceTracker, fingerprint, score_of
 from detector.core.settings import ERROR, PREDICTION, DetectionSettings
 from detector.core.values import categorical, kind_of, prediction_value
 
@@ -51,6 +62,8 @@ MAX_CATEGORIES = 20
 #: missing-rate tracker), the labelled events (the error-rate tracker, feature ERROR).
 VALUES = "values"
 MISSING = "missing"
+#: What the estimated-accuracy tracker observes: the scored predictions once calibrated.
+SCORED = "scored"
 
 #: The tracker (what it observes) behind each drift type.
 TRACKER_OF = {
@@ -61,6 +74,7 @@ TRACKER_OF = {
     "missing_rate": MISSING,
     "performance": MISSING,  # the error series' "events" are the labelled events
     "error_rate": MISSING,  # the same, as alerts of earlier releases call it
+    "estimated_performance": SCORED,
 }
 
 _SCALARS = (str, int, float, bool)
@@ -179,11 +193,17 @@ class ModelTrace:
         self.error: Series | None = None
         #: The errors, as the performance tracker makes them (its regression cut-off).
         self.errors: PerformanceTracker | None = None
+        #: The estimated accuracy per bin, and the estimation that calibrates it.
+        self.estimated: Series | None = None
+        self.estimation: EstimatedPerformance | None = None
+        #: Predictions waiting for a label of the labels source: event id -> (position,
+        #: prediction), oldest first.
+        self.pending: dict[str, tuple[int, Any]] = {}
         self.merges = 0
 
     def all_series(self) -> list[Series]:
         series = list(self.features.values())
-        series += [s for s in (self.prediction, self.error) if s is not None]
+        series += [s for s in (self.prediction, self.error, self.estimated) if s is not None]
         return series
 
     def bin(self, position: int) -> int:
@@ -278,16 +298,54 @@ class StreamTrace:
             trace.prediction.category(b, categorical(watched))
         label = event.get("label")
         if label is not None:
-            if trace.error is None or trace.errors is None:
-                trace.error = Series(trace.bins, position)
-                spec = self.settings.performance_detector(model)
-                trace.errors = PerformanceTracker(
-                    spec, self.settings, fingerprint(self.settings, model)
-                )
-            observed = trace.errors.error(prediction, label)
-            if observed is not None:  # None: a regression reference still building
-                trace.error.events[b] += 1
-                trace.error.flags[b] += observed[0]
+            self._labelled(model, trace, position, prediction, label)
+        elif self.settings.labels.join:
+            event_id = event.get("event_id")
+            if isinstance(event_id, str):
+                pending = trace.pending
+                pending.pop(event_id, None)
+                pending[event_id] = (position, prediction)
+                if len(pending) > self.settings.labels.max_pending:
+                    del pending[next(iter(pending))]
+        estimation = trace.estimation
+        if estimation is not None and estimation.table is not None:
+            score = score_of(prediction)
+            if score is not None:
+                if trace.estimated is None:
+                    trace.estimated = Series(trace.bins, position)
+                trace.estimated.events[b] += 1
+                trace.estimated.total[b] += estimation.right(score)
+
+    def observe_label(self, event: dict[str, Any]) -> None:
+        """A label event of the labels source: counted with its waiting prediction."""
+        model, event_id = event.get("model"), event.get("event_id")
+        trace = self.models.get(model) if isinstance(model, str) else None
+        if trace is None or not isinstance(event_id, str) or "label" not in event:
+            return
+        waiting = trace.pending.pop(event_id, None)
+        if waiting is not None and event["label"] is not None:
+            self._labelled(model, trace, waiting[0], waiting[1], event["label"])  # type: ignore[arg-type]
+
+    def _labelled(
+        self, model: str, trace: ModelTrace, position: int, prediction: Any, label: Any
+    ) -> None:
+        """A labelled prediction at ``position``: its error, and calibration material."""
+        if trace.error is None or trace.errors is None:
+            trace.error = Series(trace.bins, position)
+            spec = self.settings.performance_detector(model)
+            trace.errors = PerformanceTracker(
+                spec, self.settings, fingerprint(self.settings, model)
+            )
+        observed = trace.errors.error(prediction, label)
+        if observed is None:  # a regression reference still building
+            return
+        b = trace.bin(position)
+        trace.error.events[b] += 1
+        trace.error.flags[b] += observed[0]
+        if observed[2] >= 0 and self.settings.estimated_performance.enabled:
+            if trace.estimation is None:
+                trace.estimation = EstimatedPerformance(self.settings)
+            trace.estimation.learn(observed[1], observed[2])
 
     def _fits(self, trace: ModelTrace, features: dict[str, Any], prediction: Any) -> bool:
         """Whether the event's values have the kinds seen before (else the core rejects
@@ -315,8 +373,12 @@ class StreamTrace:
 
     def observations(self, model: str, feature: str, tracker: str) -> np.ndarray:
         """A tracker's observations per bin (``VALUES``: non-null values; ``MISSING``: the
-        feature's events; for ERROR, the labelled events)."""
+        feature's events; for ERROR, the labelled events; ``SCORED``: the scored
+        predictions since the estimation was calibrated)."""
         trace = self.models.get(model)
+        if tracker == SCORED:
+            series = trace.estimated if trace is not None else None
+            return np.zeros(0) if series is None else series.array("events")
         series = trace.series(feature) if trace is not None else None
         if series is None:
             return np.zeros(0)
@@ -357,4 +419,13 @@ class StreamTrace:
         return int(min(lo + max(math.ceil(fraction * width) - 1, 0), trace.events - 1))
 
 
-__all__ = ["MAX_BINS", "MAX_CATEGORIES", "MISSING", "TRACKER_OF", "VALUES", "Series", "StreamTrace"]
+__all__ = [
+    "MAX_BINS",
+    "MAX_CATEGORIES",
+    "MISSING",
+    "SCORED",
+    "TRACKER_OF",
+    "VALUES",
+    "Series",
+    "StreamTrace",
+]

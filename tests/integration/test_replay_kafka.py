@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from support import interleave, prediction_events, settings_for, sidecar_thread, write_config
+from support import (
+    interleave,
+    prediction_events,
+    settings_for,
+    sidecar_thread,
+    without_emitted_at,
+    write_config,
+)
 
 from detector.cli import main
 
 pytestmark = pytest.mark.integration
 
 _DEC_1_MS = 1_796_083_200_000  # 2026-12-01T00:00:00Z
-_EMITTED = re.compile(rb'"emitted_at":"[^"]*"')
-
-
-def _without_emitted_at(lines: list[bytes]) -> list[bytes]:
-    return sorted(_EMITTED.sub(b'"emitted_at":null', line) for line in lines)
 
 
 def _stream() -> list[dict[str, Any]]:
@@ -70,7 +71,7 @@ class TestReplayOfATopic:
         )
         assert code == 0
         replayed = out.read_bytes().splitlines()
-        assert _without_emitted_at(replayed) == _without_emitted_at(published)
+        assert without_emitted_at(replayed) == without_emitted_at(published)
         totals = orjson.loads(summary.read_bytes())
         assert totals["records"] == len(events)
         assert totals["rejected_by_reason"] == {"not_json": 1}
