@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     from detector.tuning.cli import add_commands as add_tuning_commands
 
     add_tuning_commands(sub)
+    from detector.audit.cli import add_commands as add_audit_commands
+
+    add_audit_commands(sub)
     bench = sub.add_parser("bench", help="measure throughput on the embedded broker")
     bench.add_argument("--output", default="docs/benchmarks.md")
     bench.add_argument("--events", type=int, default=200_000)
@@ -156,12 +159,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fatal_errors() -> tuple[type[Exception], ...]:
     """Errors that stop the sidecar on purpose: a one-line message, exit code 3."""
     from detector.core.state import StateFormatError
+    from detector.kafka.audit import AuditLogError
     from detector.kafka.changelog import ChangelogError
     from detector.kafka.output import FatalKafkaError
     from detector.kafka.topics import TopicError
     from detector.router.groups import StateRecordError
 
-    return (StateFormatError, ChangelogError, FatalKafkaError, TopicError, StateRecordError)
+    return (
+        StateFormatError,
+        ChangelogError,
+        AuditLogError,
+        FatalKafkaError,
+        TopicError,
+        StateRecordError,
+    )
 
 
 if __name__ == "__main__":

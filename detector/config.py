@@ -137,11 +137,26 @@ class CalibrationSettings(_Strict):
     detectors: dict[str, CalibratedDetector] = Field(default_factory=dict)
 
 
+class AuditSettings(_Strict):
+    """The audit log (docs/audit.md): an append-only, hash-chained record of what each
+    sidecar did, on ``topic`` (default ``<kafka.alert_topic>.audit``)."""
+
+    enabled: bool = True
+    topic: str | None = None
+    #: The topic's ``retention.ms`` when the sidecar creates it (at least six months: the
+    #: EU AI Act's Articles 19 and 26(6)).
+    retention_days: int = Field(400, ge=183)
+
+    def topic_for(self, kafka: KafkaSettings) -> str:
+        return self.topic or f"{kafka.alert_topic}.audit"
+
+
 class Settings(_Strict):
     kafka: KafkaSettings = KafkaSettings()
     detection: DetectionSettings = DetectionSettings()
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
+    audit: AuditSettings = AuditSettings()
     calibration: CalibrationSettings | None = None
 
 

@@ -264,8 +264,24 @@ def _run(
         f"({firing} firing, {len(notifications) - firing} resolved) for "
         f"{router.counts['alerts']} alerts routed"
     )
+    _audit_line(settings)
     missed = [i for i in injected if not _match(i, alerts)]
     return 1 if missed else 0
+
+
+def _audit_line(settings: Settings) -> None:
+    """The audit log's verification, as `detector audit verify` does it."""
+    from detector.audit.chain import verify
+    from detector.kafka.audit import read_log
+
+    topic = settings.audit.topic_for(settings.kafka)
+    result = verify(read_log(settings.kafka, topic, group_id=settings.kafka.group_id))
+    alerts = sum(chain.kinds.get("alert", 0) for chain in result.chains.values())
+    state = "intact" if result.ok else f"BROKEN at {result.broken}"
+    print(
+        f"  audit log {topic}: {state}, {result.records} records ({alerts} alerts) in "
+        f"{len(result.chains)} chains (detector audit verify)"
+    )
 
 
 def _match(item: Injected, alerts: list[dict[str, object]]) -> dict[str, object] | None:

@@ -16,3 +16,8 @@ class ConfigError(Exception):
 class TuningError(Exception):
     """A bad source, injected change or option of a tuning command (``detector replay``,
     ``detector calibrate``): printed as one line, exit code 2."""
+
+
+class UsageError(TuningError):
+    """A bad option or unreadable input of another command (``detector audit``): printed
+    as one line, exit code 2, as a tuning command's."""

@@ -44,15 +44,23 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from detector.alerts import alert_key, build_alert, encode_alert
+from detector.audit.chain import Chain
+from detector.audit.content import config_body, versions
 from detector.config import ConfigError, Settings, load_settings
 from detector.core.engine import PartitionDetectors
 from detector.core.records import BatchResult
+from detector.kafka.audit import read_heads
 from detector.kafka.changelog import (
     INPUT_OFFSET_HEADER,
     LABELS_OFFSET_HEADER,
     restore_partitions,
 )
-from detector.kafka.clients import admin_config, consumer_config, producer_config
+from detector.kafka.clients import (
+    admin_config,
+    consumer_config,
+    default_transactional_id,
+    producer_config,
+)
 from detector.kafka.deadletter import dead_letter
 from detector.kafka.output import (
     ChangelogEntry,
@@ -121,6 +129,9 @@ class Sidecar:
         self._output: Output | None = None
         self._admin: AdminClient | None = None
         self.counts = {"events": 0, "labels": 0, "alerts": 0, "dead_letters": 0, "checkpoints": 0}
+        #: The audit chain of each assigned partition (docs/audit.md); none when off.
+        self._chains: dict[int, Chain] = {}
+        self._audit_topic = settings.audit.topic_for(settings.kafka)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -143,6 +154,8 @@ class Sidecar:
         self.settings = self.settings.model_copy(update={"detection": fresh.detection})
         reset = sum(state.reconfigure(fresh.detection) for state in self._states.values())
         log.info("configuration reloaded", detection_monitors_reset=reset)
+        for partition in sorted(self._chains):
+            self._audit(partition, "config", {"reason": "reload", **config_body(self.settings)})
 
     @property
     def assigned_partitions(self) -> list[int]:
@@ -164,7 +177,13 @@ class Sidecar:
     def _run(self) -> None:
         kafka = self.settings.kafka
         self._admin = self._admin_factory(admin_config(kafka))
-        plan = ensure_topics(self._admin, kafka)
+        audit = self.settings.audit
+        plan = ensure_topics(
+            self._admin,
+            kafka,
+            self._audit_topic if audit.enabled else None,
+            audit.retention_days,
+        )
         self._output = make_output(self._producer_factory(producer_config(kafka)), kafka)
         self._output.start()
         consumer = self._consumer = self._consumer_factory(consumer_config(kafka))
@@ -192,7 +211,9 @@ class Sidecar:
                 self._guarded(self._process, messages)
                 if self._due():
                     self._guarded(self._checkpoint)
+            self._release(sorted(self._chains), "stopped")
             self._guarded(self._checkpoint)
+            self._chains.clear()  # closed: leaving the group records nothing more
         except BaseException:
             self._failed = True
             raise
@@ -302,6 +323,7 @@ class Sidecar:
         for detection in result.detections:
             alert = build_alert(detection, now_ms)
             output.produce(kafka.alert_topic, encode_alert(alert), alert_key(detection))
+            self._audit(partition, "alert", alert, now_ms)
             log.info(
                 "drift detected",
                 model=detection.model,
@@ -396,12 +418,15 @@ class Sidecar:
         self._telemetry.discard()
         self._pending.clear()
         self._events_since = 0
-        self._restore(sorted(self._states), seek=True)
+        self._restore(sorted(self._states), seek=True, reason="rewound")
 
     # -- rebalancing ----------------------------------------------------------------------
 
-    def _restore(self, partitions: list[int], *, seek: bool) -> list[TopicPartition]:
-        """Restore each partition from its changelog, at the group's committed offset."""
+    def _restore(
+        self, partitions: list[int], *, seek: bool, reason: str = "assigned"
+    ) -> list[TopicPartition]:
+        """Restore each partition from its changelog, at the group's committed offset, and
+        its audit chain from the audit topic (recording the assignment in it)."""
         consumer = self._require_consumer()
         topic = self.settings.kafka.input_topic
         labels_topic = self.settings.kafka.labels_topic
@@ -442,7 +467,69 @@ class Sidecar:
                 if seek:
                     start = OFFSET_BEGINNING if label_offset is None else label_offset
                     consumer.seek(TopicPartition(labels_topic, partition, start))
+        self._open_chains(sorted(restored), offsets, reason)
         return committed
+
+    # -- the audit log --------------------------------------------------------------------
+
+    def _open_chains(
+        self, partitions: list[int], offsets: dict[int, int | None], reason: str
+    ) -> None:
+        """Each partition's chain from its audit partition's head, and a record of who
+        took it, with which versions and config."""
+        if not self.settings.audit.enabled or not partitions:
+            return
+        heads = read_heads(
+            self.settings.kafka, self._audit_topic, partitions, beat=self._telemetry.beat
+        )
+        writer = default_transactional_id(self.settings.kafka)
+        body = {
+            "reason": reason,
+            "instance": writer,
+            "input_topic": self.settings.kafka.input_topic,
+            "guarantee": self.settings.kafka.processing_guarantee,
+            **versions(),
+            **config_body(self.settings),
+        }
+        for partition in partitions:
+            self._chains[partition] = Chain(f"sidecar/{partition}", writer, heads[partition])
+            committed = offsets.get(partition)
+            self._audit(
+                partition,
+                "partition_assigned",
+                {"partition": partition, "committed_offset": committed, **body},
+            )
+
+    def _audit(
+        self, partition: int, kind: str, body: dict[str, Any], now_ms: int | None = None
+    ) -> None:
+        """Append a record to the partition's chain (in the open transaction)."""
+        chain = self._chains.get(partition)
+        if chain is None:
+            return
+        at = int(time.time() * 1000) if now_ms is None else now_ms
+        record = chain.append(kind, body, at)
+        self._require_output().produce(
+            self._audit_topic, record, chain.name.encode(), partition=partition
+        )
+        self._pending.add(partition)
+
+    def _release(self, partitions: list[int], reason: str) -> None:
+        """Record that this instance gives the partitions up; their chains close here."""
+        for partition in partitions:
+            state = self._states.get(partition)
+            self._audit(
+                partition,
+                "partition_released",
+                {
+                    "reason": reason,
+                    "partition": partition,
+                    "next_offset": self._positions.get(partition),
+                    "events": None
+                    if state is None
+                    else sum(m.events for m in state.models.values()),
+                },
+            )
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         topic = self.settings.kafka.input_topic
@@ -464,6 +551,7 @@ class Sidecar:
         log.info("partitions revoked", partitions=numbers)
         if not self._failed:
             try:
+                self._release([p for p in numbers if p in self._chains], "revoked")
                 self._checkpoint()
             except CheckpointAborted as exc:  # the next owner processes the work again
                 log.warning("checkpoint on revoke failed", reason=str(exc))
@@ -481,7 +569,7 @@ class Sidecar:
         self._pending.clear()
         self._events_since = 0
         if self._states:
-            self._restore(sorted(self._states), seek=True)
+            self._restore(sorted(self._states), seek=True, reason="rewound")
 
     def _drop(self, partitions: list[int]) -> None:
         self._telemetry.revoked(partitions)
@@ -490,6 +578,7 @@ class Sidecar:
             self._positions.pop(partition, None)
             self._label_positions.pop(partition, None)
             self._pending.discard(partition)
+            self._chains.pop(partition, None)
 
     def _require_consumer(self) -> Consumer:
         if self._consumer is None:

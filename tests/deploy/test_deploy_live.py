@@ -230,9 +230,12 @@ def test_sidecar_and_router_answer_what_the_manifests_ask(stack: dict[str, Any])
         for family in text_string_to_metric_families(body.decode()):
             for sample in family.samples:
                 values[sample.name] = values.get(sample.name, 0.0) + sample.value
+        # Dead letters count once their checkpoint commits (the first checkpoint may be
+        # the one that commits the audit log's assignment records alone).
         return (
             values.get("drift_detector_events_consumed_total", 0) >= stack["produced"]
             and values.get("drift_detector_checkpoint_duration_seconds_count", 0) >= 1
+            and values.get("drift_detector_dead_letters_total", 0) >= 1
         )
 
     wait_until(caught_up, sidecar, s_log)

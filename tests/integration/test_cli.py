@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,6 +57,9 @@ class TestDemoCommand:
         assert out.count(" drift on ") == 5, out
         assert "MISSED" not in out and "false" not in out.split("summary:")[1], out
         assert "events processed: 24,000   alerts: 5   dead letters: 0" in out, out
+        assert re.search(
+            r"audit log demo\.drift-alerts\.audit: intact, \d+ records \(5 alerts\)", out
+        )
 
 
 class TestRunCommand:

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from support import (
     DENSE_DETECTION,
@@ -30,6 +31,8 @@ from support import (
     wavy_events,
     write_config,
 )
+
+from detector.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +69,23 @@ def _check_exactly_once(kafka: Any, settings: Any, source: str) -> None:
         assert not extra, f"read_committed returned aborted alerts: {extra}"
     else:  # ... and on Tansu, more only by aborted records
         assert not extra - Counter(view.aborted)
+
+
+def _check_audit(kafka: Any, settings: Any, config: Path) -> None:
+    """The audit log after the kills: its chains verify, and its committed alert records
+    are the committed alerts, each once (the audit record commits with its alert)."""
+    from txnread import read_partition
+
+    topic = settings.audit.topic_for(settings.kafka)
+    audited: list[AlertKey] = []
+    for partition in kafka.partitions(topic):
+        for r in read_partition(kafka.bootstrap_servers, topic, partition).committed:
+            record = orjson.loads(r.value)
+            if record["kind"] == "alert":
+                audited.append(alert_key_of(record["body"]))
+    view = alert_view(kafka, settings.kafka.alert_topic)
+    assert Counter(audited) == Counter(view.committed)
+    assert main(["audit", "verify", "--config", str(config)]) == 0
 
 
 def _config(tmp_path: Path, kafka: Any, source: str, **extra: Any) -> Path:
@@ -124,6 +144,7 @@ def test_kill_9_mid_stream_loses_and_duplicates_nothing(
     print(f"\n{hits} of {len(chunks) - 1} kills with an open transaction holding alerts")
     assert hits, "no kill landed inside a transaction holding alerts: the test proved little"
     _check_exactly_once(kafka, settings, source)
+    _check_audit(kafka, settings, config)
 
 
 def test_kill_9_at_least_once_loses_nothing(kafka: Any, unique: Any, tmp_path: Path) -> None:

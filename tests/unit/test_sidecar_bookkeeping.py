@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as TP
 
-from detector.config import DetectionSettings, KafkaSettings, Settings
+from detector.config import AuditSettings, DetectionSettings, KafkaSettings, Settings
 from detector.core.engine import PartitionDetectors
 from detector.core.records import InputRecord
 from detector.kafka import runner
@@ -298,7 +298,9 @@ def _settings(guarantee: str) -> Settings:
         checkpoint_interval_s=3600.0,
         batch_size=400,
     )
-    return Settings(kafka=kafka, detection=DETECTION)
+    # The audit log reads its topic with a consumer of its own (not from the factories):
+    # it runs against the real broker (tests/integration/test_audit.py, test_recovery.py).
+    return Settings(kafka=kafka, detection=DETECTION, audit=AuditSettings(enabled=False))
 
 
 def _expected(log: Mapping[int, list[bytes]], partitions: list[int]) -> set[tuple[int, int, str]]:

@@ -1,0 +1,148 @@
+"""The audit topic on Kafka: where each chain stands, and reading the whole log.
+
+The audit topic has as many partitions as the input topic; the owner of input partition
+``p`` writes chain ``sidecar/p`` to audit partition ``p``, in the same transaction as the
+alerts it records (exactly-once: an alert and its audit record commit or abort together).
+On assignment (and after a rewind) the chain's head is the last well-formed record of the
+partition, read ``read_committed`` to the end as the changelog is: a brokers that filters
+aborted transactions (Apache Kafka, Redpanda, MSK, Confluent Cloud) hands back the last
+committed record; one that does not (Tansu) the last record written, aborted ones
+included, so the chain stays linear either way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from detector.audit.chain import Head, head_of
+from detector.config import KafkaClientSettings, KafkaSettings
+from detector.kafka.clients import reader_config
+
+log = structlog.get_logger()
+
+#: Longest wait for an audit partition to become readable to its end.
+READ_TIMEOUT_S = 120.0
+#: Records read back from the end of a partition for its head, at first.
+TAIL = 64
+
+
+class AuditLogError(Exception):
+    """The audit topic cannot be read."""
+
+
+def audit_reader_config(kafka: KafkaClientSettings, group_id: str) -> dict[str, Any]:
+    return reader_config(kafka, f"{group_id}.audit", "drift-detector-audit")
+
+
+def _read_to_end(
+    consumer: Consumer,
+    topic: str,
+    partitions: Iterable[int],
+    timeout_s: float,
+    beat: Callable[[], None],
+) -> Iterator[tuple[int, int, bytes | None]]:
+    """(partition, offset, value) of each record until the end of every partition (an
+    end-of-partition event at the high watermark of the fetch responses)."""
+    remaining = set(partitions)
+    started = time.monotonic()
+    while remaining:
+        beat()
+        for message in consumer.consume(num_messages=1000, timeout=0.05):
+            partition = message.partition() or 0
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    _, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), cached=True
+                    )
+                    if (message.offset() or 0) >= high:
+                        remaining.discard(partition)
+                    continue
+                if error.fatal() or not error.retriable():
+                    raise AuditLogError(f"reading {topic}[{partition}]: {error.str()}")
+                continue
+            yield partition, message.offset() or 0, message.value()
+        if remaining and time.monotonic() - started > timeout_s:
+            raise AuditLogError(
+                f"audit topic {topic} not readable to its end within {timeout_s:.0f} s "
+                f"(partitions {sorted(remaining)}): an open transaction of a previous owner "
+                "has not finished"
+            )
+
+
+def read_heads(
+    kafka: KafkaSettings,
+    topic: str,
+    partitions: Iterable[int],
+    *,
+    timeout_s: float = READ_TIMEOUT_S,
+    beat: Callable[[], None] = lambda: None,
+) -> dict[int, Head]:
+    """Each partition's head of chain ``sidecar/P``: after its last well-formed record
+    of that chain (genesis if none; other chains of the partition are passed over)."""
+    todo = sorted(set(partitions))
+    heads: dict[int, Head] = {}
+    if not todo:
+        return heads
+    consumer = Consumer(audit_reader_config(kafka, kafka.group_id))
+    try:
+        tail = TAIL
+        while todo:
+            starts: dict[int, tuple[int, int]] = {}
+            for p in todo:
+                try:
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, p), timeout=10.0
+                    )
+                except KafkaException as exc:
+                    raise AuditLogError(f"offsets of {topic}[{p}]: {exc.args[0]}") from None
+                starts[p] = (max(low, high - tail), low)
+            consumer.assign([TopicPartition(topic, p, starts[p][0]) for p in todo])
+            found: dict[int, Head] = {}
+            for partition, _, value in _read_to_end(consumer, topic, todo, timeout_s, beat):
+                head = head_of(value, f"sidecar/{partition}")
+                if head is not None:
+                    found[partition] = head
+            for p in list(todo):
+                start, low = starts[p]
+                if p in found or start <= low:
+                    heads[p] = found.get(p, Head())
+                    todo.remove(p)
+            consumer.unassign()
+            tail *= 16
+    finally:
+        consumer.close()
+    return heads
+
+
+def read_log(
+    kafka: KafkaClientSettings,
+    topic: str,
+    *,
+    group_id: str = "drift-detector",
+    timeout_s: float = READ_TIMEOUT_S,
+) -> Iterator[tuple[int, int, bytes | None]]:
+    """Every record of the audit topic, partition by partition in offset order."""
+    consumer = Consumer(audit_reader_config(kafka, group_id))
+    try:
+        try:
+            metadata = consumer.list_topics(topic, timeout=10.0)
+        except KafkaException as exc:
+            raise AuditLogError(f"audit topic {topic}: {exc.args[0]}") from None
+        info = metadata.topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            raise AuditLogError(f"audit topic {topic!r} does not exist")
+        for partition in sorted(info.partitions):
+            consumer.assign([TopicPartition(topic, partition, 0)])
+            yield from _read_to_end(consumer, topic, [partition], timeout_s, lambda: None)
+            consumer.unassign()
+    finally:
+        consumer.close()
+
+
+__all__ = ["AuditLogError", "audit_reader_config", "read_heads", "read_log"]
