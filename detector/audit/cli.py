@@ -1,4 +1,5 @@
-"""``detector audit verify``: check the audit topic's hash chains (docs/audit.md)."""
+"""``detector audit verify`` (check the audit topic's hash chains) and ``detector review``
+(people's decisions on alerts, recorded in it): docs/audit.md."""
 
 from __future__ import annotations
 
@@ -34,6 +35,110 @@ def add_commands(sub: Any) -> None:
     )
     verify.add_argument("--to", dest="end", metavar="TIME", help="only records before this time")
     verify.set_defaults(func=_cmd_verify)
+    _add_review(sub)
+
+
+def _connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config file, as for `detector run`")
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers")
+
+
+def _add_review(sub: Any) -> None:
+    from detector.audit.review import ACTIONS, STATES
+
+    review = sub.add_parser(
+        "review",
+        help="record a person's decision on an alert in the audit log; list alerts and states",
+    )
+    commands = review.add_subparsers(dest="review_command", required=True)
+    helps = {
+        "ack": "acknowledge: someone is looking into it",
+        "resolve": "resolve: understood and acted on, or dismissed (the reason says which)",
+        "comment": "add a note; the state does not change",
+        "reopen": "reopen an acknowledged or resolved alert",
+    }
+    for action in ACTIONS:
+        command = commands.add_parser(action, help=helps[action])
+        command.add_argument("alert_id", metavar="ALERT_ID")
+        command.add_argument("--by", required=True, metavar="NAME", help="who decides")
+        command.add_argument("--reason", required=True, metavar="TEXT", help="why")
+        _connection_flags(command)
+        command.set_defaults(func=_cmd_decide, action=action)
+    listing = commands.add_parser("list", help="the alerts of the audit log and their state")
+    listing.add_argument("--model", help="only this model's alerts")
+    listing.add_argument("--state", choices=STATES, help="only alerts in this state")
+    _connection_flags(listing)
+    listing.set_defaults(func=_cmd_list)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from detector.config import load_settings
+
+    overrides: dict[tuple[str, ...], Any] = {("kafka", "bootstrap_servers"): args.bootstrap_servers}
+    return load_settings(args.config, overrides=overrides)
+
+
+_DONE = {"ack": "acknowledged", "resolve": "resolved", "comment": "commented", "reopen": "reopened"}
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from detector.audit.review import CHAIN, PARTITION, ReviewError, decision_body, fold
+    from detector.kafka.audit import AuditLogError, append_record
+
+    settings = _settings(args)
+    topic = settings.audit.topic_for(settings.kafka)
+    if not args.by.strip():
+        raise UsageError("--by: name who decides")
+
+    def body(values: list[bytes | None]) -> dict[str, Any]:
+        return decision_body(fold(values), args.action, args.alert_id, args.reason)
+
+    try:
+        offset, _ = append_record(settings.kafka, topic, PARTITION, CHAIN, args.by, "review", body)
+    except (ReviewError, AuditLogError) as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"alert {args.alert_id} {_DONE[args.action]} by {args.by} "
+        f"(audit {topic}[{PARTITION}] offset {offset})"
+    )
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from detector.audit.review import fold
+    from detector.kafka.audit import AuditLogError, read_log
+
+    settings = _settings(args)
+    topic = settings.audit.topic_for(settings.kafka)
+    try:
+        reviews = fold(value for _, _, value in read_log(settings.kafka, topic))
+    except AuditLogError as exc:
+        raise UsageError(str(exc)) from None
+    rows = [("alert_id", "model", "feature", "drift type", "detected at", "state", "last")]
+    for review in reviews.values():
+        alert = review.alert
+        if args.model and alert.get("model") != args.model:
+            continue
+        if args.state and review.state != args.state:
+            continue
+        last = review.decisions[-1] if review.decisions else None
+        rows.append(
+            (
+                review.alert_id,
+                str(alert.get("model")),
+                str(alert.get("feature")),
+                str(alert.get("drift_type")),
+                str(alert.get("detected_at")),
+                review.state,
+                "-" if last is None else f"{last.action} by {last.by}: {last.reason}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    print(f"{len(rows) - 1} alerts")
+    return 0
 
 
 def _time(flag: str, text: str | None) -> datetime | None:

@@ -21,8 +21,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 #: The chain of human decisions, and the audit partition it is written to.
 CHAIN = "review"
 PARTITION = 0
@@ -67,6 +65,8 @@ class AlertReview:
 def fold(records: Iterable[bytes | None]) -> dict[str, AlertReview]:
     """Every alert of the audit log (values in log order) with its review state. Records
     that are not well-formed are skipped here (``detector audit verify`` reports them)."""
+    import orjson  # here: ``detector --help`` reads ACTIONS and STATES only
+
     reviews: dict[str, AlertReview] = {}
     for value in records:
         try:

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from detector.audit.chain import Head, head_of
+from detector.audit.chain import Chain, Head, head_of
 from detector.config import KafkaClientSettings, KafkaSettings
-from detector.kafka.clients import reader_config
+from detector.kafka.clients import idempotent_producer_config, reader_config
 
 log = structlog.get_logger()
 
@@ -145,4 +145,55 @@ def read_log(
         consumer.close()
 
 
-__all__ = ["AuditLogError", "audit_reader_config", "read_heads", "read_log"]
+#: How long a transaction of ``append_record`` may take.
+WRITE_TIMEOUT_S = 30.0
+
+
+def append_record(
+    kafka: KafkaSettings,
+    topic: str,
+    partition: int,
+    chain: str,
+    writer: str,
+    kind: str,
+    make_body: Callable[[list[bytes | None]], dict[str, Any]],
+) -> tuple[int, bytes]:
+    """Append one record to ``chain`` on audit ``partition``, from outside the sidecar
+    (``detector review``): returns its offset and bytes.
+
+    The producer's ``transactional.id`` is the chain's (``<group_id>.audit.<chain>``), so
+    a concurrent writer of the same chain is fenced (its transaction aborted) before this
+    one reads the log; ``make_body`` sees every record's value (all partitions) as read
+    then, and may raise to write nothing."""
+    config = idempotent_producer_config(kafka, "drift-detector-audit-writer")
+    config["transactional.id"] = f"{kafka.group_id}.audit.{chain}"
+    producer = Producer(config)
+    delivered: list[int] = []
+
+    def on_delivery(error: KafkaError | None, message: Any) -> None:
+        if error is None:
+            delivered.append(message.offset())
+
+    try:
+        producer.init_transactions(WRITE_TIMEOUT_S)
+        records = list(read_log(kafka, topic, group_id=kafka.group_id))
+        body = make_body([value for _, _, value in records])
+        head = Head()
+        for p, _, value in records:
+            found = head_of(value, chain) if p == partition else None
+            if found is not None:
+                head = found
+        record = Chain(chain, writer, head).append(kind, body, int(time.time() * 1000))
+        producer.begin_transaction()
+        producer.produce(
+            topic, record, key=chain.encode(), partition=partition, on_delivery=on_delivery
+        )
+        producer.commit_transaction(WRITE_TIMEOUT_S)
+    except KafkaException as exc:
+        raise AuditLogError(f"writing to {topic}[{partition}]: {exc.args[0]}") from None
+    finally:
+        producer.flush(5.0)
+    return (delivered[0] if delivered else -1), record
+
+
+__all__ = ["AuditLogError", "append_record", "audit_reader_config", "read_heads", "read_log"]

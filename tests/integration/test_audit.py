@@ -92,15 +92,59 @@ def test_alerts_are_chained_and_verified(
         assert resumed["prev"] == old[-1]["hash"]
         assert resumed["body"]["committed_offset"] == old[-1]["body"]["next_offset"]
 
+    # People's decisions: recorded on the review chain, refused when they mean nothing.
     capsys.readouterr()
+    alert_ids = [a["alert_id"] for a in published]
+    first, second = alert_ids[0], alert_ids[1]
+    review = ["--config", str(config)]
+    assert main(["review", "ack", first, "--by", "ana", "--reason", "on it", *review]) == 0
+    assert capsys.readouterr().out.startswith(f"alert {first} acknowledged by ana (audit ")
+    assert main(["review", "comment", first, "--by", "ben", "--reason", "upstream", *review]) == 0
+    assert main(["review", "resolve", first, "--by", "ana", "--reason", "fixed", *review]) == 0
+    assert main(["review", "resolve", second, "--by", "ben", "--reason", "seasonal", *review]) == 0
+    capsys.readouterr()
+    assert main(["review", "ack", first, "--by", "cy", "--reason", "again", *review]) == 2
+    assert capsys.readouterr().err.startswith(f"detector: alert {first} is resolved (by ana at 20")
+    assert main(["review", "ack", "no-such-alert", "--by", "cy", "--reason", "x", *review]) == 2
+    assert capsys.readouterr().err == "detector: no alert no-such-alert in the audit log\n"
+    decisions = [r for r in _records(kafka, audit_topic)[0] if r["chain"] == "review"]
+    assert [(r["seq"], r["by"], r["body"]["action"], r["body"]["alert_id"]) for r in decisions] == [
+        (0, "ana", "ack", first),
+        (1, "ben", "comment", first),
+        (2, "ana", "resolve", first),
+        (3, "ben", "resolve", second),
+    ]
+    assert main(["review", "list", "--state", "open", *review]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[-1] == f"{len(alert_ids) - 2} alerts"
+    assert first not in "".join(listed) and second not in "".join(listed)
+    assert main(["review", "list", "--state", "resolved", *review]) == 0
+    resolved = capsys.readouterr().out.splitlines()
+    assert resolved[-1] == "2 alerts"
+    assert any(
+        line.startswith(first) and line.endswith("resolve by ana: fixed") for line in resolved
+    )
+
+    # A third run: chain sidecar/0 goes on past the review chain's records on partition 0.
+    last = prediction_events("ltv", 200, shift_at=10_000)
+    kafka.produce(source, last, keys=[e["model"].encode() for e in last])
+    with sidecar_thread(settings):
+        kafka.wait_committed(settings.kafka.group_id, source, kafka.end_offsets(source))
+    again = _records(kafka, audit_topic)
+    again[0] = [r for r in again[0] if r["chain"] == "sidecar/0"]
+    capsys.readouterr()  # (the sidecar's log)
     assert main(["audit", "verify", "--config", str(config)]) == 0
     out = capsys.readouterr().out.splitlines()
-    total = sum(len(r) for r in again.values())
-    assert out[-1] == f"audit log {audit_topic}: intact, {total} records in 2 chains"
-    assert out[0].startswith(f"sidecar/0 (partition 0): {len(again[0])} records, seq 0-")
+    total = sum(len(r) for r in again.values()) + len(decisions)
+    assert out[-1] == f"audit log {audit_topic}: intact, {total} records in 3 chains"
+    assert out[0] == (
+        f"review (partition 0): 4 records, seq 0-3, {decisions[0]['at']} to "
+        f"{decisions[-1]['at']}; review 4"
+    )
+    assert out[1].startswith(f"sidecar/0 (partition 0): {len(again[0])} records, seq 0-")
 
     # A forged record: an alert's severity lowered, the rest (its hash too) copied.
-    alerts = [r for r in again[0] if r["kind"] == "alert"]
+    alerts = [r for r in chains[0] if r["kind"] == "alert"]
     forged = dict(alerts[0], body=dict(alerts[0]["body"], severity="info"))
     kafka.produce(audit_topic, [forged], keys=[b"sidecar/0"], partition=0)
     offset = kafka.end_offsets(audit_topic)[0] - 1

@@ -167,7 +167,7 @@ class TestSchema:
         schema = json.loads((repo_root / "schemas" / "audit-record.v1.json").read_text())
         jsonschema.Draft202012Validator.check_schema(schema)
         chain = Chain("sidecar/0", "writer-1")
-        for kind in ("partition_assigned", "config", "alert", "partition_released"):
+        for kind in ("partition_assigned", "config", "alert", "review", "partition_released"):
             jsonschema.validate(orjson.loads(chain.append(kind, {"x": 1}, AT)), schema)
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(orjson.loads(_edit(_chain(1)[0], extra=1)), schema)
