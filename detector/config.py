@@ -146,6 +146,9 @@ class AuditSettings(_Strict):
     #: The topic's ``retention.ms`` when the sidecar creates it (at least six months: the
     #: EU AI Act's Articles 19 and 26(6)).
     retention_days: int = Field(400, ge=183)
+    #: An Ed25519 private key (PEM, PKCS#8): each checkpoint signs the head of every chain
+    #: that moved (``signature`` records; ``detector audit verify --public-key``).
+    signing_key_file: str | None = None
 
     def topic_for(self, kafka: KafkaSettings) -> str:
         return self.topic or f"{kafka.alert_topic}.audit"
@@ -175,6 +178,20 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "DETECTOR_LOG_FORMAT": ("log", "format"),
     "DETECTOR_HTTP_PORT": ("server", "port"),
 }
+
+
+def _check_signing_key(settings: Settings, source: str) -> None:
+    """The audit log's signing key must load: fail at start-up, not at the first
+    checkpoint."""
+    path = settings.audit.signing_key_file
+    if path is None or not settings.audit.enabled:
+        return
+    from detector.audit.signing import Signer, SigningKeyError
+
+    try:
+        Signer.from_file(path)
+    except SigningKeyError as exc:
+        raise ConfigError(f"{source}: audit.signing_key_file: {exc}") from None
 
 
 def set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -308,6 +325,7 @@ def load_settings(
     if problem is not None:
         raise ConfigError(f"{source}: {problem}")
     _check_detectors(settings, source)
+    _check_signing_key(settings, source)
     if settings.kafka.labels_topic:  # predictions wait for the labels topic's labels
         labels = settings.detection.labels.model_copy(update={"join": True})
         detection = settings.detection.model_copy(update={"labels": labels})

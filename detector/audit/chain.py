@@ -22,7 +22,7 @@ write the topic and recompute hashes. Against both, an archive with write-once r
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,7 @@ KINDS = (
     "config",  # the detection config in force changed (SIGHUP reload): hash and content
     "alert",  # an alert as published on the alert topic
     "review",  # a person's decision on an alert (detector.audit.review)
+    "signature",  # the Ed25519 signature of the record before it (detector.audit.signing)
 )
 _FIELDS = ("audit", "chain", "seq", "kind", "at", "by", "body", "prev", "hash")
 
@@ -158,6 +159,8 @@ class ChainSummary:
     kinds: dict[str, int] = field(default_factory=dict)
     last_offset: int = -1
     last_hash: str = GENESIS
+    #: With a public key: the seq of the last record a valid signature vouched for.
+    signed_seq: int | None = None
 
 
 @dataclass
@@ -173,9 +176,16 @@ class Verification:
         return self.broken is None
 
 
-def verify(records: Iterable[tuple[int, int, bytes | None]]) -> Verification:
+def verify(
+    records: Iterable[tuple[int, int, bytes | None]],
+    check_signature: Callable[[str, str], bool] | None = None,
+) -> Verification:
     """Check the chains of ``records`` ((partition, offset, value), each partition's in
     offset order); stop at the first break.
+
+    A ``signature`` record must sign the record before it (``signs_hash`` is its
+    ``prev``); with ``check_signature`` (hash, signature -> valid: a
+    :class:`detector.audit.signing.Checker`), its signature must verify too.
 
     A chain's first record may have a ``seq`` above 0 (the records before it are gone: the
     topic's retention); it is taken as it is, and noted in its summary (``first_seq``).
@@ -230,6 +240,20 @@ def verify(records: Iterable[tuple[int, int, bytes | None]]) -> Verification:
                     f"{summary.last_offset} (a record before it was replaced)",
                 )
                 return result
+        if record["kind"] == "signature":
+            body = record["body"]
+            problem = None
+            if body.get("signs_hash") != record["prev"] or body.get("signs_seq") != seq - 1:
+                problem = "the signature does not sign the record before it"
+            elif check_signature is not None and not check_signature(
+                str(body.get("signs_hash")), str(body.get("signature"))
+            ):
+                problem = "the signature does not verify with the public key"
+            if problem is not None:
+                result.broken = Break(partition, offset, chain, seq, problem)
+                return result
+            if check_signature is not None:
+                summary.signed_seq = seq - 1
         summary.records += 1
         summary.last_seq = seq
         summary.last_at = record["at"]

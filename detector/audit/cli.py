@@ -34,6 +34,12 @@ def add_commands(sub: Any) -> None:
         "taken as it is)",
     )
     verify.add_argument("--to", dest="end", metavar="TIME", help="only records before this time")
+    verify.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="check the signature records with this Ed25519 public key (PEM) and say how far "
+        "each chain is signed",
+    )
     verify.set_defaults(func=_cmd_verify)
     _add_review(sub)
 
@@ -175,6 +181,16 @@ def within(
         yield partition, offset, value
 
 
+def _signed(summary: Any, checker: Any) -> str:
+    if checker is None:
+        return ""
+    if summary.signed_seq is None:
+        return "; not signed"
+    after = summary.last_seq - summary.signed_seq - 1  # the signature record itself
+    tail = f", {after} records after it" if after > 0 else ""
+    return f"; signed up to seq {summary.signed_seq} (key {checker.key_id}){tail}"
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from detector.audit.chain import verify
     from detector.config import load_settings
@@ -184,9 +200,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, overrides=overrides)
     topic = args.topic or settings.audit.topic_for(settings.kafka)
     start, end = _time("--from", args.start), _time("--to", args.end)
+    checker = None
+    if args.public_key:
+        from detector.audit.signing import Checker, SigningKeyError
+
+        try:
+            checker = Checker.from_file(args.public_key)
+        except SigningKeyError as exc:
+            raise UsageError(f"--public-key {exc}") from None
     try:
         records = read_log(settings.kafka, topic, group_id=settings.kafka.group_id)
-        result = verify(within(records, start, end))
+        result = verify(within(records, start, end), checker)
     except AuditLogError as exc:
         raise UsageError(str(exc)) from None
     for summary in sorted(result.chains.values(), key=lambda c: (c.partition, c.name)):
@@ -195,7 +219,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(
             f"{summary.name} (partition {summary.partition}): {summary.records} records, "
             f"seq {summary.first_seq}-{summary.last_seq}{origin}, {summary.first_at} to "
-            f"{summary.last_at}; {kinds}"
+            f"{summary.last_at}; {kinds}{_signed(summary, checker)}"
         )
     if result.broken is not None:
         print(f"audit chain broken at {result.broken}", file=sys.stderr)

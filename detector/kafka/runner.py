@@ -87,6 +87,20 @@ COMMITTED_TIMEOUT_S = 30.0
 MAX_REWINDS = 5
 
 
+def _signer(settings: Settings) -> Any:
+    """The audit log's signer (None without ``audit.signing_key_file``); ConfigError when
+    the key cannot be used."""
+    path = settings.audit.signing_key_file
+    if path is None or not settings.audit.enabled:
+        return None
+    from detector.audit.signing import Signer, SigningKeyError
+
+    try:
+        return Signer.from_file(path)
+    except SigningKeyError as exc:
+        raise ConfigError(f"audit.signing_key_file: {exc}") from None
+
+
 class Sidecar:
     """``Sidecar(settings).run()`` blocks until :meth:`stop` (safe from a signal handler).
 
@@ -132,6 +146,8 @@ class Sidecar:
         #: The audit chain of each assigned partition (docs/audit.md); none when off.
         self._chains: dict[int, Chain] = {}
         self._audit_topic = settings.audit.topic_for(settings.kafka)
+        self._signer = _signer(settings)
+        self._signed: dict[int, str] = {}  # partition -> the head hash last signed
 
     def stop(self) -> None:
         self._stopping.set()
@@ -361,6 +377,7 @@ class Sidecar:
             return
         kafka = self.settings.kafka
         started = time.monotonic()
+        self._sign_heads()
         changelog: list[ChangelogEntry] = []
         for partition, state in sorted(self._states.items()):
             position = self._positions.get(partition)
@@ -514,6 +531,20 @@ class Sidecar:
         )
         self._pending.add(partition)
 
+    def _sign_heads(self) -> None:
+        """A signature record on each chain that moved since its last one (with a key)."""
+        signer = self._signer
+        if signer is None:
+            return
+        for partition in sorted(self._pending):
+            chain = self._chains.get(partition)
+            if chain is None or chain.head.seq == 0:
+                continue
+            if self._signed.get(partition) == chain.head.hash:
+                continue
+            self._audit(partition, "signature", signer.body(chain.head))
+            self._signed[partition] = chain.head.hash
+
     def _release(self, partitions: list[int], reason: str) -> None:
         """Record that this instance gives the partitions up; their chains close here."""
         for partition in partitions:
@@ -579,6 +610,7 @@ class Sidecar:
             self._label_positions.pop(partition, None)
             self._pending.discard(partition)
             self._chains.pop(partition, None)
+            self._signed.pop(partition, None)
 
     def _require_consumer(self) -> Consumer:
         if self._consumer is None:

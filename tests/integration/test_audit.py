@@ -10,9 +10,11 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 from support import interleave, prediction_events, settings_for, sidecar_thread, write_config
 
 from detector.audit.chain import GENESIS, digest
+from detector.audit.signing import Checker
 from detector.cli import main
 
 pytestmark = pytest.mark.integration
@@ -154,3 +156,62 @@ def test_alerts_are_chained_and_verified(
         f"audit chain broken at partition 0 offset {offset} (chain sidecar/0, seq "
         f"{forged['seq']}): its hash does not match its content (edited)\n"
     )
+
+
+def test_checkpoints_sign_the_heads(kafka: Any, unique: Any, tmp_path: Path, capsys: Any) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private, public = tmp_path / "audit.key", tmp_path / "audit.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    source = kafka.create_topic(unique("in"), partitions=2)
+    events = interleave(
+        [
+            prediction_events("churn", 2000, shift_at=1000),
+            prediction_events("fraud", 2000, shift_at=1000, shift=1.5),
+        ]
+    )
+    kafka.produce(source, events, keys=[e["model"].encode() for e in events])
+    alert_topic = unique("alerts")
+    config = write_config(
+        tmp_path / "config.yaml",
+        kafka.bootstrap_servers,
+        input_topic=source,
+        alert_topic=alert_topic,
+        group_id=unique("group"),
+    )
+    tree = yaml.safe_load(config.read_text())
+    tree["audit"] = {"signing_key_file": str(private)}
+    config.write_text(yaml.safe_dump(tree))
+    settings = settings_for(config)
+    with sidecar_thread(settings):
+        kafka.wait_committed(settings.kafka.group_id, source, kafka.end_offsets(source))
+    chains = _records(kafka, f"{alert_topic}.audit")
+    for records in chains.values():
+        # Every checkpoint that moved the chain ended with a signature of its head.
+        assert records[-1]["kind"] == "signature"
+        assert records[-2]["kind"] == "partition_released"
+        assert records[-1]["body"]["signs_hash"] == records[-2]["hash"]
+        kinds = [r["kind"] for r in records]
+        assert kinds[1] == "signature"  # the assignment's checkpoint
+    capsys.readouterr()
+    argv = ["audit", "verify", "--config", str(config), "--public-key", str(public)]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()[:-1]
+    assert len(lines) == 2
+    key_id = Checker.from_file(str(public)).key_id
+    for partition, line in enumerate(lines):
+        last = len(chains[partition]) - 2  # the release; the signature after it signs it
+        assert line.endswith(f"; signed up to seq {last} (key {key_id})")

@@ -188,3 +188,105 @@ class TestContent:
         body = config_body(settings)
         assert body["config_hash"] == digest(content) and "hunter2" not in str(body)
         assert config_body(Settings())["config_hash"] != body["config_hash"]
+
+
+def _keys(tmp_path: Any) -> tuple[Any, Any]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = tmp_path / "audit.key"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = tmp_path / "audit.pub"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+class TestSignatures:
+    def _signed(self, tmp_path: Any) -> tuple[list[bytes], Any, Any]:
+        from detector.audit.signing import Checker, Signer
+
+        private, public = _keys(tmp_path)
+        signer = Signer.from_file(str(private))
+        chain = Chain("sidecar/0", "pod-0")
+        values = [chain.append("alert", {"n": i}, AT) for i in range(3)]
+        values.append(chain.append("signature", signer.body(chain.head), AT))
+        values.append(chain.append("alert", {"n": 3}, AT))
+        return values, Checker.from_file(str(public)), signer
+
+    def test_a_signed_head_verifies_and_says_how_far(self, tmp_path: Any) -> None:
+        values, checker, signer = self._signed(tmp_path)
+        assert checker.key_id == signer.key_id and len(signer.key_id) == 16
+        result = verify(_log(values), checker)
+        assert result.ok and result.chains[(0, "sidecar/0")].signed_seq == 2
+        assert verify(_log(values)).chains[(0, "sidecar/0")].signed_seq is None
+
+    def test_a_forged_signature_or_another_key_is_a_break(self, tmp_path: Any) -> None:
+        from detector.audit.signing import Checker
+
+        values, checker, _ = self._signed(tmp_path)
+        record = orjson.loads(values[3])
+        forged = _rehash(values[3], body=dict(record["body"], signature="A" * 88))
+        tampered = [*values[:3], forged]
+        broken = verify(_log(tampered), checker).broken
+        assert str(broken) == (
+            "partition 0 offset 3 (chain sidecar/0, seq 3): the signature does not verify "
+            "with the public key"
+        )
+        (tmp_path / "other").mkdir()
+        other = Checker.from_file(str(_keys(tmp_path / "other")[1]))
+        assert not verify(_log(values), other).ok
+
+    def test_a_signature_of_another_record_is_a_break(self, tmp_path: Any) -> None:
+        values, checker, _ = self._signed(tmp_path)
+        record = orjson.loads(values[3])
+        moved = _rehash(values[3], body=dict(record["body"], signs_seq=0))
+        assert str(verify(_log([*values[:3], moved]), checker).broken).endswith(
+            "the signature does not sign the record before it"
+        )
+
+    def test_unusable_key_files_name_the_file(self, tmp_path: Any) -> None:
+        from detector.audit.signing import Checker, Signer, SigningKeyError
+        from detector.errors import ConfigError
+        from detector.kafka.runner import Sidecar
+
+        private, public = _keys(tmp_path)
+        with pytest.raises(
+            SigningKeyError, match=r"audit\.pub: not an unencrypted PEM private key"
+        ):
+            Signer.from_file(str(public))
+        with pytest.raises(SigningKeyError, match=r"audit\.key: not a PEM public key"):
+            Checker.from_file(str(private))
+        missing = tmp_path / "none.key"
+        settings = Settings(audit={"signing_key_file": str(missing)})  # type: ignore[arg-type]
+        with pytest.raises(ConfigError) as caught:
+            Sidecar(settings)
+        assert str(caught.value) == (
+            f"audit.signing_key_file: {missing}: cannot read: No such file or directory"
+        )
+
+
+def test_a_bad_signing_key_fails_the_config_naming_both_files(tmp_path: Any) -> None:
+    from detector.config import load_settings
+    from detector.errors import ConfigError
+
+    private, public = _keys(tmp_path)
+    config = tmp_path / "detector.yaml"
+    config.write_text(f"audit:\n  signing_key_file: {public}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, env={})
+    assert str(caught.value) == (
+        f"{config}: audit.signing_key_file: {public}: not an unencrypted PEM private key"
+    )
+    config.write_text(f"audit:\n  signing_key_file: {private}\n")
+    assert load_settings(config, env={}).audit.signing_key_file == str(private)
