@@ -41,6 +41,8 @@ KINDS = (
     "alert",  # an alert as published on the alert topic
     "review",  # a person's decision on an alert (detector.audit.review)
     "signature",  # the Ed25519 signature of the record before it (detector.audit.signing)
+    "silence",  # a silence created or expired (detector silence; chain "silences")
+    "notification",  # a notification the router sent, and its outcome (chain "router/P")
 )
 _FIELDS = ("audit", "chain", "seq", "kind", "at", "by", "body", "prev", "hash")
 

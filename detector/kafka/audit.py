@@ -20,7 +20,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from detector.audit.chain import Chain, Head, head_of
-from detector.config import KafkaClientSettings, KafkaSettings
+from detector.config import KafkaClientSettings
 from detector.kafka.clients import idempotent_producer_config, reader_config
 
 log = structlog.get_logger()
@@ -76,20 +76,24 @@ def _read_to_end(
 
 
 def read_heads(
-    kafka: KafkaSettings,
+    kafka: KafkaClientSettings,
+    group_id: str,
     topic: str,
     partitions: Iterable[int],
     *,
+    chain_of: Callable[[int], str] = lambda p: f"sidecar/{p}",
     timeout_s: float = READ_TIMEOUT_S,
     beat: Callable[[], None] = lambda: None,
 ) -> dict[int, Head]:
-    """Each partition's head of chain ``sidecar/P``: after its last well-formed record
-    of that chain (genesis if none; other chains of the partition are passed over)."""
+    """Each partition's head of its chain (``chain_of(P)``, by default the sidecar's
+    ``sidecar/P``): after its last well-formed record of that chain (genesis if none;
+    other chains of the partition are passed over, the tail read back further until one
+    is found)."""
     todo = sorted(set(partitions))
     heads: dict[int, Head] = {}
     if not todo:
         return heads
-    consumer = Consumer(audit_reader_config(kafka, kafka.group_id))
+    consumer = Consumer(audit_reader_config(kafka, group_id))
     try:
         tail = TAIL
         while todo:
@@ -105,7 +109,7 @@ def read_heads(
             consumer.assign([TopicPartition(topic, p, starts[p][0]) for p in todo])
             found: dict[int, Head] = {}
             for partition, _, value in _read_to_end(consumer, topic, todo, timeout_s, beat):
-                head = head_of(value, f"sidecar/{partition}")
+                head = head_of(value, chain_of(partition))
                 if head is not None:
                     found[partition] = head
             for p in list(todo):
@@ -150,23 +154,24 @@ WRITE_TIMEOUT_S = 30.0
 
 
 def append_record(
-    kafka: KafkaSettings,
+    kafka: KafkaClientSettings,
+    group_id: str,
     topic: str,
     partition: int,
     chain: str,
     writer: str,
     kind: str,
-    make_body: Callable[[list[bytes | None]], dict[str, Any]],
+    make_body: Callable[[], dict[str, Any]],
 ) -> tuple[int, bytes]:
     """Append one record to ``chain`` on audit ``partition``, from outside the sidecar
-    (``detector review``): returns its offset and bytes.
+    (``detector review``, ``detector silence``): returns its offset and bytes.
 
     The producer's ``transactional.id`` is the chain's (``<group_id>.audit.<chain>``), so
     a concurrent writer of the same chain is fenced (its transaction aborted) before this
-    one reads the log; ``make_body`` sees every record's value (all partitions) as read
-    then, and may raise to write nothing."""
+    one reads the chain's head and calls ``make_body`` (which may read the log, and raise to
+    write nothing)."""
     config = idempotent_producer_config(kafka, "drift-detector-audit-writer")
-    config["transactional.id"] = f"{kafka.group_id}.audit.{chain}"
+    config["transactional.id"] = f"{group_id}.audit.{chain}"
     producer = Producer(config)
     delivered: list[int] = []
 
@@ -176,13 +181,8 @@ def append_record(
 
     try:
         producer.init_transactions(WRITE_TIMEOUT_S)
-        records = list(read_log(kafka, topic, group_id=kafka.group_id))
-        body = make_body([value for _, _, value in records])
-        head = Head()
-        for p, _, value in records:
-            found = head_of(value, chain) if p == partition else None
-            if found is not None:
-                head = found
+        body = make_body()
+        head = read_heads(kafka, group_id, topic, [partition], chain_of=lambda _: chain)[partition]
         record = Chain(chain, writer, head).append(kind, body, int(time.time() * 1000))
         producer.begin_transaction()
         producer.produce(

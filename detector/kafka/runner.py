@@ -496,8 +496,9 @@ class Sidecar:
         took it, with which versions and config."""
         if not self.settings.audit.enabled or not partitions:
             return
+        kafka = self.settings.kafka
         heads = read_heads(
-            self.settings.kafka, self._audit_topic, partitions, beat=self._telemetry.beat
+            kafka, kafka.group_id, self._audit_topic, partitions, beat=self._telemetry.beat
         )
         writer = default_transactional_id(self.settings.kafka)
         body = {

@@ -101,6 +101,7 @@ def cmd_silence_add(args: argparse.Namespace) -> int:
         print(f"detector silence add: {exc}", file=sys.stderr)
         return 2
     SilenceTopic(kafka).publish(silence)
+    audit_silence(kafka, "created", silence)
     print(silence.id)
     return 0
 
@@ -133,8 +134,37 @@ def cmd_silence_expire(args: argparse.Namespace) -> int:
         print(f"detector silence expire: {exc}", file=sys.stderr)
         return 2
     topic.publish(expired)
+    audit_silence(kafka, "expired", expired)
     print(f"expired {expired.id}")
     return 0
+
+
+def audit_silence(kafka: RouterKafkaSettings, action: str, silence: Any) -> None:
+    """Record the silence (created or expired) on chain ``silences`` of the audit log, if
+    the sidecar's audit topic exists; a warning on standard error if it cannot be."""
+    import orjson
+    from confluent_kafka.admin import AdminClient
+
+    from detector.kafka.audit import AuditLogError, append_record
+    from detector.kafka.clients import admin_config
+    from detector.kafka.topics import partition_counts
+
+    topic = kafka.audit
+    if topic not in partition_counts(
+        AdminClient(admin_config(kafka, "drift-router-audit")), [topic]
+    ):
+        print(
+            f"detector silence: audit topic {topic!r} does not exist: the silence is not "
+            "recorded in the audit log (docs/audit.md)",
+            file=sys.stderr,
+        )
+        return
+    body = {"action": action, **orjson.loads(silence.to_json())}
+    by = silence.expired_by if action == "expired" else silence.created_by
+    try:
+        append_record(kafka, kafka.group_id, topic, 0, "silences", by, "silence", lambda: body)
+    except AuditLogError as exc:
+        print(f"detector silence: not recorded in the audit log: {exc}", file=sys.stderr)
 
 
 def add_commands(sub: Any) -> None:

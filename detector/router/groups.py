@@ -94,6 +94,7 @@ class Dispatch:
 
     ticket: int
     notification: Notification
+    home: int = 0  # the group's home alert partition (its audit chain: router/<home>)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +225,7 @@ class Dispatcher:
         ids = frozenset(group.alerts)
         self._tickets[ticket] = _Ticket(group, integration.id, status, ids)
         group.in_flight[integration.id] = ticket
-        return Dispatch(ticket, notification)
+        return Dispatch(ticket, notification, group.home)
 
     # -- results --------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ partition that opened it, restored when that partition is assigned.
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +37,10 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from detector.alerts import rfc3339
+from detector.audit.chain import Chain
+from detector.audit.content import versions
 from detector.core.records import InputRecord, Rejection
+from detector.kafka.audit import read_heads
 from detector.kafka.changelog import read_latest
 from detector.kafka.clients import (
     admin_config,
@@ -156,6 +160,12 @@ class Router:
         self.intake = Intake(self.dispatcher, self.silences, settings.max_alert_age)
         self._results: queue.Queue[DeliveryReport] = queue.Queue()
         self._tickets: dict[int, int] = {}  # id(notification) -> dispatcher ticket
+        self._homes: dict[int, int] = {}  # id(notification) -> its group's home partition
+        #: The audit log (the sidecar's, docs/audit.md): its partition count (None: no
+        #: audit topic, nothing recorded) and the chain router/<P> of each alert partition.
+        self._audit_partitions: int | None = None
+        self._audit_chains: dict[int, Chain] = {}
+        self._writer = f"{settings.kafka.group_id}-{socket.gethostname()}"
         self._positions: dict[int, int] = {}  # alert partition -> next offset to read
         self._committed: dict[int, int] = {}
         self._consumer: Consumer | None = None
@@ -190,6 +200,12 @@ class Router:
         kafka = self.settings.kafka
         admin = AdminClient(admin_config(kafka, ROUTER_CLIENT_ID))
         ensure_router_topics(admin, kafka, self._stopping)
+        self._audit_partitions = partition_counts(admin, [kafka.audit]).get(kafka.audit)
+        if self._audit_partitions is None:
+            log.warning(
+                "no audit topic: notifications are not recorded in the audit log",
+                audit_topic=kafka.audit,
+            )
         producer = Producer(idempotent_producer_config(kafka, ROUTER_CLIENT_ID, **{"linger.ms": 5}))
         self._output = AtLeastOnceOutput(producer, kafka.state)
         reader = SilenceReader(kafka, self.silences)
@@ -253,6 +269,7 @@ class Router:
             # abandoned and sent again after a restart.
             self._workers.stop(timeout_s=self.settings.delivery.timeout / 1000 + 1.0)
             self._collect()
+            self._release_chains(sorted(self._audit_chains), "stopped")
             self._guarded_checkpoint()
             consumer.close()
             reader.close()
@@ -315,6 +332,7 @@ class Router:
         for dispatch in self.dispatcher.flush(self._now_ms()):
             notification = dispatch.notification
             self._tickets[id(notification)] = dispatch.ticket
+            self._homes[id(notification)] = dispatch.home
             workers.submit(notification)
             log.info(
                 "notification queued",
@@ -337,6 +355,7 @@ class Router:
             done += 1
             notification = report.notification
             ticket = self._tickets.pop(id(notification), 0)
+            home = self._homes.pop(id(notification), 0)
             now = self._now_ms()
             outcome = report.outcome
             context = {
@@ -364,9 +383,31 @@ class Router:
                     http_status=outcome.status,
                     **context,
                 )
+            self._audit(home, report, now)
             self.dispatcher.completed(ticket, True, now)
             if self.on_report is not None:
                 self.on_report(report)
+
+    def _audit(self, home: int, report: DeliveryReport, now_ms: int) -> None:
+        """Record a finished notification on its group's chain ``router/<home>``."""
+        chain = self._audit_chains.get(home)
+        if chain is None or self._audit_partitions is None:
+            return
+        notification, outcome = report.notification, report.outcome
+        body = {
+            "receiver": notification.integration.receiver,
+            "integration": notification.integration.id,
+            "status": notification.status,
+            "group_key": notification.group_key,
+            "group_labels": dict(notification.group_labels),
+            "alert_ids": list(notification.alert_ids),
+            "new_alert_ids": sorted(notification.new_ids),
+            "accepted": outcome.accepted,
+            "reason": outcome.reason,
+            "http_status": outcome.status,
+            "attempts": report.attempts,
+        }
+        self._audit_record(chain, home, "notification", body, now_ms)
 
     # -- dead letters ---------------------------------------------------------------------
 
@@ -478,12 +519,62 @@ class Router:
         self.health.assigned((kafka.alert_topic, p) for p in numbers)
         for p in numbers:
             self.health.restored(kafka.alert_topic, p)
+        self._open_chains(numbers)
         self.health.set_joined(True)
         consumer.assign(committed)
+
+    def _open_chains(self, numbers: list[int]) -> None:
+        """Each alert partition's audit chain, from its last record."""
+        count = self._audit_partitions
+        if count is None:
+            return
+        kafka = self.settings.kafka
+        for p in numbers:
+            name = f"router/{p}"
+            heads = read_heads(
+                kafka,
+                kafka.group_id,
+                kafka.audit,
+                [p % count],
+                chain_of=lambda _, name=name: name,  # type: ignore[misc]
+                beat=self.health.beat,
+            )
+            chain = self._audit_chains[p] = Chain(name, self._writer, heads[p % count])
+            body = {
+                "reason": "assigned",
+                "instance": self._writer,
+                "alert_topic": kafka.alert_topic,
+                "partition": p,
+                **versions(),
+            }
+            self._audit_record(chain, p, "partition_assigned", body, self._now_ms())
+
+    def _audit_record(
+        self, chain: Chain, partition: int, kind: str, body: dict[str, Any], now_ms: int
+    ) -> None:
+        count = self._audit_partitions
+        if count is None:
+            return
+        record = chain.append(kind, body, now_ms)
+        self._require_output().produce(
+            self.settings.kafka.audit, record, chain.name.encode(), partition=partition % count
+        )
+
+    def _release_chains(self, numbers: list[int], reason: str) -> None:
+        """Record that this instance gives the alert partitions up."""
+        for p in numbers:
+            chain = self._audit_chains.pop(p, None)
+            if chain is not None:
+                body = {"reason": reason, "partition": p, "next_offset": self._positions.get(p)}
+                self._audit_record(chain, p, "partition_released", body, self._now_ms())
+        if numbers and self._audit_partitions is not None:
+            # Delivered before the partition's next owner reads the chain's head.
+            self._require_output().producer.flush(10.0)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = sorted(tp.partition for tp in partitions)
         log.info("partitions revoked", partitions=numbers)
+        self._release_chains(numbers, "revoked")
         self._guarded_checkpoint()
         self._drop(numbers)
 
@@ -496,6 +587,7 @@ class Router:
     def _drop(self, numbers: list[int]) -> None:
         self.dispatcher.drop_partitions(numbers)
         for p in numbers:
+            self._audit_chains.pop(p, None)
             self._positions.pop(p, None)
             self._committed.pop(p, None)
         self.health.revoked((self.settings.kafka.alert_topic, p) for p in numbers)

@@ -58,6 +58,7 @@ Durations are strings in Prometheus syntax (``30s``, ``5m``, ``1h30m``; see
       state_topic: null         # default: <alert_topic>.router-state
       silences_topic: null      # default: <alert_topic>.router-silences
       dead_letter_topic: null   # default: <alert_topic>.router-dlq
+      audit_topic: null         # default: <alert_topic>.audit (the sidecar's audit log)
       checkpoint_interval_s: 1.0
     server: {host: 127.0.0.1, port: 0, stall_threshold_s: 60}   # as the sidecar's
     log: {level: info, format: auto}                            # as the sidecar's
@@ -434,6 +435,9 @@ class RouterKafkaSettings(KafkaClientSettings):
     state_topic: str | None = None  # default: "<alert_topic>.router-state"
     silences_topic: str | None = None  # default: "<alert_topic>.router-silences"
     dead_letter_topic: str | None = None  # default: "<alert_topic>.router-dlq"
+    #: The sidecar's audit log (docs/audit.md): notifications and silences are recorded
+    #: in it when it exists. Default: "<alert_topic>.audit", as the sidecar's default.
+    audit_topic: str | None = None
     checkpoint_interval_s: float = Field(1.0, gt=0.0)
 
     @property
@@ -447,6 +451,10 @@ class RouterKafkaSettings(KafkaClientSettings):
     @property
     def dead_letter(self) -> str:
         return self.dead_letter_topic or f"{self.alert_topic}.router-dlq"
+
+    @property
+    def audit(self) -> str:
+        return self.audit_topic or f"{self.alert_topic}.audit"
 
 
 class RouterSettings(_Strict):

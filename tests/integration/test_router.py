@@ -38,6 +38,7 @@ from vendors import (
 
 from detector.alerts import rfc3339
 from detector.broker import free_port
+from detector.cli import main
 from detector.router.model import dedup_key
 
 pytestmark = pytest.mark.integration
@@ -500,8 +501,10 @@ class TestSilences:
         self, kafka: Any, unique: Any, tmp_path: Path, webhook_server: WebhookServer
     ) -> None:
         """A silence mutes matching alerts in the running router; expired, it stays
-        readable and new alerts go through again."""
+        readable and new alerts go through again. The silences and the notifications are
+        recorded in the audit log (here created as the sidecar would)."""
         alert_topic = kafka.create_topic(unique("alerts"))
+        audit_topic = kafka.create_topic(f"{alert_topic}.audit")
         group = unique("router")
         base = [sys.executable, "-m", "detector", "silence"]
         where = ["--bootstrap-servers", kafka.bootstrap_servers, "--alert-topic", alert_topic]
@@ -561,6 +564,42 @@ class TestSilences:
             router.terminate()
         ids = [a["annotations"]["alert_id"] for p in webhook_server.payloads for a in p["alerts"]]
         assert ids == [heard["alert_id"], later["alert_id"]]
+
+        records = [orjson.loads(r.value) for r in kafka.read_all(audit_topic)]
+        silences = [r for r in records if r["chain"] == "silences"]
+        assert [(r["by"], r["body"]["action"], r["body"]["id"]) for r in silences] == [
+            ("ana", "created", silence_id),
+            ("bo", "expired", silence_id),
+        ]
+        assert silences[0]["body"]["comment"] == "retraining fraud"
+        chain = [r for r in records if r["chain"] == "router/0"]
+        assert [r["kind"] for r in chain] == [
+            "partition_assigned",
+            "notification",
+            "notification",
+            "partition_released",
+        ]
+        assert {"version", "river", "python"} <= set(chain[0]["body"])
+        assert chain[-1]["body"]["reason"] == "stopped"
+        sent = chain[1:3]
+        assert [(r["body"]["alert_ids"], r["body"]["accepted"]) for r in sent] == [
+            ([heard["alert_id"]], True),
+            ([later["alert_id"]], True),
+        ]
+        assert {r["body"]["receiver"] for r in sent} == {"hook"}
+        assert (
+            main(
+                [
+                    "audit",
+                    "verify",
+                    "--bootstrap-servers",
+                    kafka.bootstrap_servers,
+                    "--topic",
+                    audit_topic,
+                ]
+            )
+            == 0
+        )
 
 
 SLACK_SECRET = "slackWebhookSecretXYZ"
