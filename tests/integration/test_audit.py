@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+from audit_keys import write_keys
 from support import interleave, prediction_events, settings_for, sidecar_thread, write_config
 
 from detector.audit.chain import GENESIS, digest
@@ -27,17 +28,19 @@ def _records(kafka: Any, topic: str) -> dict[int, list[dict[str, Any]]]:
     return by_partition
 
 
-def test_alerts_are_chained_and_verified(
-    kafka: Any, unique: Any, tmp_path: Path, capsys: Any
-) -> None:
+def _drifting(
+    kafka: Any, unique: Any, tmp_path: Path, n: int, at: int, **extra: Any
+) -> tuple[str, str, Path]:
+    """Two models drifting at ``at`` of ``n`` events on a new 2-partition topic; the
+    sidecar's config for it: (input topic, alert topic, config file)."""
     source = kafka.create_topic(unique("in"), partitions=2)
-    first = interleave(
+    events = interleave(
         [
-            prediction_events("churn", 3000, shift_at=1500),
-            prediction_events("fraud", 3000, shift_at=2000, shift=1.5),
+            prediction_events("churn", n, shift_at=at),
+            prediction_events("fraud", n, shift_at=at + n // 6, shift=1.5),
         ]
     )
-    kafka.produce(source, first, keys=[e["model"].encode() for e in first])
+    kafka.produce(source, events, keys=[e["model"].encode() for e in events])
     alert_topic = unique("alerts")
     config = write_config(
         tmp_path / "config.yaml",
@@ -45,7 +48,16 @@ def test_alerts_are_chained_and_verified(
         input_topic=source,
         alert_topic=alert_topic,
         group_id=unique("group"),
-        transactional_id=unique("txn"),
+        **extra,
+    )
+    return source, alert_topic, config
+
+
+def test_alerts_are_chained_and_verified(
+    kafka: Any, unique: Any, tmp_path: Path, capsys: Any
+) -> None:
+    source, alert_topic, config = _drifting(
+        kafka, unique, tmp_path, 3000, 1500, transactional_id=unique("txn")
     )
     settings = settings_for(config)
     audit_topic = f"{alert_topic}.audit"
@@ -159,39 +171,8 @@ def test_alerts_are_chained_and_verified(
 
 
 def test_checkpoints_sign_the_heads(kafka: Any, unique: Any, tmp_path: Path, capsys: Any) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    private, public = tmp_path / "audit.key", tmp_path / "audit.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    source = kafka.create_topic(unique("in"), partitions=2)
-    events = interleave(
-        [
-            prediction_events("churn", 2000, shift_at=1000),
-            prediction_events("fraud", 2000, shift_at=1000, shift=1.5),
-        ]
-    )
-    kafka.produce(source, events, keys=[e["model"].encode() for e in events])
-    alert_topic = unique("alerts")
-    config = write_config(
-        tmp_path / "config.yaml",
-        kafka.bootstrap_servers,
-        input_topic=source,
-        alert_topic=alert_topic,
-        group_id=unique("group"),
-    )
+    private, public = write_keys(tmp_path)
+    source, alert_topic, config = _drifting(kafka, unique, tmp_path, 2000, 1000)
     tree = yaml.safe_load(config.read_text())
     tree["audit"] = {"signing_key_file": str(private)}
     config.write_text(yaml.safe_dump(tree))

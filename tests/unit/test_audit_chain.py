@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from audit_keys import write_keys
 
 from detector.audit.chain import GENESIS, Chain, Head, canonical, digest, head_of, verify
 from detector.audit.cli import within
@@ -191,25 +192,7 @@ class TestContent:
 
 
 def _keys(tmp_path: Any) -> tuple[Any, Any]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    private = tmp_path / "audit.key"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public = tmp_path / "audit.pub"
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
+    return write_keys(tmp_path)
 
 
 class TestSignatures:
