@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,19 @@ def _key_id(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+def _load(path: str, load: Callable[[bytes], Any], what: str) -> Any:
+    """The key in the file at ``path``, read by ``load``; SigningKeyError naming the file
+    (never its content) when it cannot be read or is not ``what``."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SigningKeyError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return load(data)
+    except (ValueError, TypeError):
+        raise SigningKeyError(f"{path}: not {what}") from None
+
+
 class Signer:
     """Signs heads with an Ed25519 private key (PEM, PKCS#8, unencrypted)."""
 
@@ -41,12 +55,10 @@ class Signer:
 
     @classmethod
     def from_file(cls, path: str) -> Signer:
-        try:
-            key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-        except OSError as exc:
-            raise SigningKeyError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        except (ValueError, TypeError):
-            raise SigningKeyError(f"{path}: not an unencrypted PEM private key") from None
+        def load(data: bytes) -> Any:
+            return serialization.load_pem_private_key(data, password=None)
+
+        key = _load(path, load, "an unencrypted PEM private key")
         if not isinstance(key, Ed25519PrivateKey):
             raise SigningKeyError(f"{path}: expected an Ed25519 private key")
         return cls(key)
@@ -71,12 +83,7 @@ class Checker:
 
     @classmethod
     def from_file(cls, path: str) -> Checker:
-        try:
-            key = serialization.load_pem_public_key(Path(path).read_bytes())
-        except OSError as exc:
-            raise SigningKeyError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        except (ValueError, TypeError):
-            raise SigningKeyError(f"{path}: not a PEM public key") from None
+        key = _load(path, serialization.load_pem_public_key, "a PEM public key")
         if not isinstance(key, Ed25519PublicKey):
             raise SigningKeyError(f"{path}: expected an Ed25519 public key")
         return cls(key)
