@@ -1,0 +1,197 @@
+"""`detector audit export`'s pure parts on a synthetic log: the gaps in monitoring, the
+records selected, and the report's HTML (sections, escaping, self-contained)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from vendors import amount_alert, country_alert
+
+from detector.audit.chain import Chain, verify
+from detector.audit.export import (
+    Period,
+    gaps,
+    iso,
+    print_pdf,
+    render,
+    select,
+    verification_doc,
+)
+from detector.audit.history import history_of
+from detector.audit.review import CHAIN
+from detector.errors import UsageError
+
+T0 = datetime(2026, 12, 7, 4, 0, tzinfo=UTC)
+MS = int(T0.timestamp() * 1000)
+ODD = "<b>m&'\"</b>"
+
+
+def _at(seconds: float) -> int:
+    return MS + int(seconds * 1000)
+
+
+def _assigned(instance: str, partition: int) -> dict[str, Any]:
+    return {
+        "instance": instance,
+        "partition": partition,
+        "committed_offset": None,
+        "reason": "assigned",
+        "config_hash": "c0ffee" * 10 + "abcd",
+        "config": {"detection": {"reference_size": 512}},
+    }
+
+
+def _released(partition: int, reason: str) -> dict[str, Any]:
+    return {"partition": partition, "next_offset": 5, "reason": reason, "events": 5}
+
+
+def _log() -> list[tuple[int, int, bytes]]:
+    """Partition 0: sidecar/0 (pod-a released, pod-b died, pod-c) and the review chain;
+    partition 1: sidecar/1 (pod-d, from 30 s to 400 s)."""
+    side0, side1 = Chain("sidecar/0", "pod-a"), Chain("sidecar/1", "pod-d")
+    review = Chain(CHAIN, "<ana>")
+    fraud = amount_alert("a-fraud", emitted_at=iso(T0 + timedelta(seconds=10)))
+    odd = country_alert("a-odd", model=ODD, summary="<script>alert(1)</script>")
+    p0 = [
+        side0.append("partition_assigned", _assigned("pod-a", 0), _at(0)),
+        side0.append("alert", fraud, _at(10)),
+        side0.append("partition_released", _released(0, "revoked"), _at(60)),
+        side0.append("partition_assigned", _assigned("pod-b", 0), _at(120)),
+        side0.append("alert", odd, _at(130)),
+        side0.append("partition_assigned", _assigned("pod-c", 0), _at(300)),
+        review.append(
+            "review",
+            {"action": "ack", "alert_id": "a-fraud", "reason": "<i>on it</i>", "model": "fraud"},
+            _at(100),
+        ),
+    ]
+    p1 = [
+        side1.append("partition_assigned", _assigned("pod-d", 1), _at(30)),
+        side1.append("partition_released", _released(1, "stopped"), _at(400)),
+    ]
+    return [(0, i, v) for i, v in enumerate(p0)] + [(1, i, v) for i, v in enumerate(p1)]
+
+
+def test_gaps_in_monitoring() -> None:
+    history = history_of(v for _, _, v in _log())
+    end = T0 + timedelta(seconds=500)
+    found = [(g.partition, g.start, g.end, g.why) for g in gaps(history, T0, end)]
+    s = lambda n: T0 + timedelta(seconds=n)  # noqa: E731
+    assert found == [
+        (0, s(60), s(120), "released by pod-a (revoked)"),
+        (0, s(130), s(300), "pod-b stopped without a release (died)"),
+        (1, s(0), s(30), "not held at the period's start"),
+        (1, s(400), s(500), "released by pod-d (stopped); not held since"),
+    ]
+    # Without a period: no start gap, and the last one is open-ended.
+    assert [(g.partition, g.start, g.end) for g in gaps(history, None, None)][-1] == (
+        1,
+        s(400),
+        None,
+    )
+    # A period inside a gap: clipped to it; gaps outside it are gone.
+    assert [(g.partition, g.start, g.end) for g in gaps(history, s(140), s(200))] == [
+        (0, s(140), s(200))
+    ]
+
+
+def test_records_selected_by_time_and_model() -> None:
+    records = _log()
+    history = history_of(v for _, _, v in records)
+    values = [v for _, _, v in records]
+    assert select(records, history, None, None, None) == values
+    kinds = [orjson.loads(v)["kind"] for v in select(records, history, None, None, "fraud")]
+    # The other model's alert is left out; the starts, stops and fraud's decision stay.
+    assert kinds == [
+        "partition_assigned",
+        "alert",
+        "partition_released",
+        "partition_assigned",
+        "partition_assigned",
+        "review",
+        "partition_assigned",
+        "partition_released",
+    ]
+    early = select(records, history, T0, T0 + timedelta(seconds=60), None)
+    assert [orjson.loads(v)["at"] for v in early] == [
+        iso(T0),
+        iso(T0 + timedelta(seconds=10)),
+        iso(T0 + timedelta(seconds=30)),
+    ]
+
+
+def _rows(section: str) -> dict[str, int]:
+    """Rows of each table of a section, by its class."""
+    tables = re.findall(r"<table class='(\w+)'>.*?<tbody>(.*?)</tbody>", section)
+    return {css: body.count("<tr>") for css, body in tables}
+
+
+def _page(model: str | None = None) -> str:
+    records = _log()
+    history = history_of(v for _, _, v in records)
+    verification = verification_doc(verify(records), "alerts.audit")
+    period = Period(T0, T0 + timedelta(seconds=500), model, "alerts.audit", T0 + timedelta(hours=1))
+    return render(history, verification, period)
+
+
+def test_the_report_has_a_section_per_model() -> None:
+    text = _page()
+    assert re.findall(r"<section class='(\w+)' id='([\w-]+)'", text) == [
+        ("summary", "summary"),
+        ("model", "model-0"),
+        ("model", "model-1"),
+        ("appendix", "appendix"),
+    ]
+    assert re.findall(r"<h2>(.*?)</h2>", text) == [
+        f"Model {'&lt;b&gt;m&amp;&#x27;&quot;&lt;/b&gt;'}",
+        "Model fraud",
+        "Appendix",
+    ]
+    model = text.split("id='model-1'")[1].split("</section>")[0]
+    assert re.findall(r"<h3>(.*?)</h3>", model) == [
+        "Monitoring configuration",
+        "Alerts",
+        "Notifications",
+        "Decisions",
+        "Silences",
+        "Suspensions",
+        "Label coverage and performance",
+        "Gaps in monitoring",
+    ]
+    assert model.count("<figure class='evidence'") == 1 and model.count("<svg") == 1
+    # The decision: who, why, and the time from publication to the ack (90 s).
+    assert "<span class='by'>&lt;ana&gt;</span>" in model
+    assert "<span class='reason'>&lt;i&gt;on it&lt;/i&gt;</span>" in model
+    assert "<td>1 min 30 s</td>" in model
+    assert _rows(model) == {"configs": 4, "alerts": 1, "decisions": 1, "gaps": 4}
+    assert "<p class='none notifications'>No notification recorded.</p>" in model
+    assert "<span class='intact'>intact</span>, 9 records" in text
+    only = _page("fraud")
+    assert re.findall(r"<h2>(.*?)</h2>", only) == ["Model fraud", "Appendix"]
+
+
+def test_the_report_is_self_contained_and_escaped() -> None:
+    text = _page()
+    assert "<script" not in text and "<i>" not in text and "<b>m" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    urls = set(re.findall(r"https?://[^\"'<> )]+", text))
+    assert urls <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+    assert not re.search(r"(src|href)=['\"](?!#)", text)
+    ids = re.findall(r'\bid="([^"]+)"', text)
+    assert len(ids) == len(set(ids))
+
+
+def test_a_missing_chromium_is_a_clear_error(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    page.write_text("<p>x</p>", encoding="utf-8")
+    with pytest.raises(UsageError) as caught:
+        print_pdf(page, tmp_path / "report.pdf", chromium="/nonexistent/chromium")
+    assert str(caught.value) == (
+        "the PDF needs Chromium (/nonexistent/chromium): install it ('apt-get install "
+        "chromium'), or pass --no-pdf"
+    )
