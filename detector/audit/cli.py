@@ -57,6 +57,11 @@ def add_commands(sub: Any) -> None:
     export.add_argument("--model", help="only this model (and the records about no model)")
     export.add_argument("--output", required=True, metavar="DIR", help="the bundle's directory")
     export.add_argument("--no-pdf", action="store_true", help="write no report.pdf")
+    export.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="check the signature records with this Ed25519 public key (PEM), as verify does",
+    )
     export.set_defaults(func=_cmd_export)
     _add_review(sub)
 
@@ -213,6 +218,18 @@ def _signed(summary: Any, checker: Any) -> str:
     return f"; signed up to seq {summary.signed_seq} (key {checker.key_id}){tail}"
 
 
+def _checker(public_key: str | None) -> Any:
+    """The signature checker of ``--public-key`` (None without one)."""
+    if not public_key:
+        return None
+    from detector.audit.signing import Checker, SigningKeyError
+
+    try:
+        return Checker.from_file(public_key)
+    except SigningKeyError as exc:
+        raise UsageError(f"--public-key {exc}") from None
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from detector.audit.chain import verify
     from detector.config import load_settings
@@ -222,14 +239,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, overrides=overrides)
     topic = args.topic or settings.audit.topic_for(settings.kafka)
     start, end = _time("--from", args.start), _time("--to", args.end)
-    checker = None
-    if args.public_key:
-        from detector.audit.signing import Checker, SigningKeyError
-
-        try:
-            checker = Checker.from_file(args.public_key)
-        except SigningKeyError as exc:
-            raise UsageError(f"--public-key {exc}") from None
+    checker = _checker(args.public_key)
     try:
         records = read_log(settings.kafka, topic, group_id=settings.kafka.group_id)
         result = verify(within(records, start, end), checker)
@@ -277,8 +287,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.model is not None and args.model not in history.models():
         known = ", ".join(history.models()) or "none"
         raise UsageError(f"--model {args.model}: not in the audit log (its models: {known})")
-    result = verify(records)
-    verification = verification_doc(result, topic)
+    checker = _checker(args.public_key)
+    result = verify(records, checker)
+    verification = verification_doc(result, topic, signatures_checked=checker is not None)
     chosen = select(records, history, start, end, args.model)
     period = Period(start, end, args.model, topic, datetime.now(UTC))
     out.mkdir(parents=True, exist_ok=True)

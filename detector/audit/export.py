@@ -160,12 +160,16 @@ def select(
     return chosen
 
 
-def verification_doc(result: Verification, topic: str) -> dict[str, Any]:
-    """``verification.json``: intact or the first break, and every chain's summary."""
+def verification_doc(
+    result: Verification, topic: str, *, signatures_checked: bool = False
+) -> dict[str, Any]:
+    """``verification.json``: intact or the first break, and every chain's summary
+    (``signed_seq``: with a public key, the last seq a valid signature vouches for)."""
     broken = result.broken
     return {
         "topic": topic,
         "intact": result.ok,
+        "signatures_checked": signatures_checked,
         "records": result.records,
         "break": None
         if broken is None
@@ -293,6 +297,14 @@ def _span(period: Period) -> str:
     return f"from {start} to {end}"
 
 
+def _signed(chain: dict[str, Any], checked: bool) -> str:
+    if not checked:
+        return "not checked"
+    if chain["signed_seq"] is None:
+        return "not signed"
+    return f"up to seq {chain['signed_seq']}"
+
+
 def _summary(
     history: History, verification: dict[str, Any], period: Period, models: list[str]
 ) -> str:
@@ -310,6 +322,7 @@ def _summary(
             f"{c['first_seq']}-{c['last_seq']}",
             f"<span class='mono'>{escape(c['first_at'])}</span>",
             f"<span class='mono'>{escape(c['last_at'])}</span>",
+            _signed(c, verification["signatures_checked"]),
         ]
         for c in verification["chains"]
     ]
@@ -327,7 +340,7 @@ def _summary(
             f"<dt>generated</dt><dd>{escape(iso(period.generated))}</dd></dl>",
             "<h3>Chains</h3>",
             _table(
-                ["chain", "partition", "records", "seq", "first", "last"],
+                ["chain", "partition", "records", "seq", "first", "last", "signed"],
                 rows,
                 "chains",
                 "The log holds no chain.",

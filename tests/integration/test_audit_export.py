@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
+from audit_keys import write_keys
 from pypdf import PdfReader
 from support import drifting_models, settings_for, sidecar_thread
 
@@ -93,3 +95,27 @@ def test_the_evidence_bundle(kafka: Any, unique: Any, tmp_path: Path, capsys: An
     assert capsys.readouterr().err == (
         "detector: --model nope: not in the audit log (its models: churn, fraud)\n"
     )
+
+
+def test_signatures_in_the_bundle(kafka: Any, unique: Any, tmp_path: Path, capsys: Any) -> None:
+    private, public = write_keys(tmp_path)
+    source, _, config = drifting_models(kafka, unique, tmp_path, 2000, 1000)
+    tree = yaml.safe_load(config.read_text())
+    tree["audit"] = {"signing_key_file": str(private)}
+    config.write_text(yaml.safe_dump(tree))
+    settings = settings_for(config)
+    with sidecar_thread(settings):
+        kafka.wait_committed(settings.kafka.group_id, source, kafka.end_offsets(source))
+    out = tmp_path / "signed"
+    argv = ["audit", "export", "--config", str(config), "--output", str(out), "--no-pdf"]
+    assert main([*argv, "--public-key", str(public)]) == 0
+    verification = orjson.loads((out / "verification.json").read_bytes())
+    assert verification["signatures_checked"] is True
+    # Each chain ends with the release and the signature of it.
+    assert [(c["chain"], c["signed_seq"]) for c in verification["chains"]] == [
+        (c["chain"], c["last_seq"] - 1) for c in verification["chains"]
+    ]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("<td>up to seq ") == len(verification["chains"]) == 2
+    assert main([*argv, "--public-key", str(tmp_path / "missing.pem")]) == 2
+    assert capsys.readouterr().err.startswith("detector: --public-key ")

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from vendors import amount_alert, country_alert
 
-from detector.audit.chain import Chain, verify
+from detector.audit.chain import Chain, Head, digest, verify
 from detector.audit.export import (
     Period,
     gaps,
@@ -70,11 +70,33 @@ def _log() -> list[tuple[int, int, bytes]]:
             _at(100),
         ),
     ]
+    silences, control = Chain("silences", "ben"), Chain("control", "cy")
+    silence = {"version": 1, "id": "s1", "matchers": ['model="fraud"'], "starts_at_ms": MS}
+    silence.update(ends_at_ms=MS + 1, created_by="ben", comment="<deploy>", created_at_ms=MS)
+    p0.append(silences.append("silence", {"action": "created", **silence}, _at(20)))
+    suspension = {"action": "suspend", "model": "fraud", "reason": "retraining <v2>"}
+    p0.append(_raw(control, "suspension", suspension, _at(25)))
+    p0.append(_raw(control, "state_snapshot", {"partition": 0}, _at(26)))
+    router = Chain("router/1", "router-0")
+    told = {"receiver": "ml<>", "integration": "ml/slack/0", "status": "firing"}
+    told.update(alert_ids=["a-fraud"], new_alert_ids=["a-fraud"], accepted=False)
+    told.update(reason="HTTP 500", http_status=500, attempts=3, group_key="g")
     p1 = [
         side1.append("partition_assigned", _assigned("pod-d", 1), _at(30)),
+        router.append("notification", told, _at(40)),
         side1.append("partition_released", _released(1, "stopped"), _at(400)),
     ]
     return [(0, i, v) for i, v in enumerate(p0)] + [(1, i, v) for i, v in enumerate(p1)]
+
+
+def _raw(chain: Chain, kind: str, body: dict[str, Any], at_ms: int) -> bytes:
+    """A record of a kind Chain.append does not write (written by a later version)."""
+    record = {k: v for k, v in orjson.loads(chain.append("review", body, at_ms)).items()}
+    record["kind"] = kind
+    del record["hash"]
+    record["hash"] = digest(record)
+    chain.head = Head(record["seq"] + 1, record["hash"])
+    return orjson.dumps(record)
 
 
 def test_gaps_in_monitoring() -> None:
@@ -114,14 +136,22 @@ def test_records_selected_by_time_and_model() -> None:
         "partition_assigned",
         "partition_assigned",
         "review",
+        "silence",
+        "suspension",
+        "state_snapshot",
         "partition_assigned",
+        "notification",
         "partition_released",
     ]
     early = select(records, history, T0, T0 + timedelta(seconds=60), None)
     assert [orjson.loads(v)["at"] for v in early] == [
         iso(T0),
         iso(T0 + timedelta(seconds=10)),
+        iso(T0 + timedelta(seconds=20)),
+        iso(T0 + timedelta(seconds=25)),
+        iso(T0 + timedelta(seconds=26)),
         iso(T0 + timedelta(seconds=30)),
+        iso(T0 + timedelta(seconds=40)),
     ]
 
 
@@ -168,9 +198,23 @@ def test_the_report_has_a_section_per_model() -> None:
     assert "<span class='by'>&lt;ana&gt;</span>" in model
     assert "<span class='reason'>&lt;i&gt;on it&lt;/i&gt;</span>" in model
     assert "<td>1 min 30 s</td>" in model
-    assert _rows(model) == {"configs": 4, "alerts": 1, "decisions": 1, "gaps": 4}
-    assert "<p class='none notifications'>No notification recorded.</p>" in model
-    assert "<span class='intact'>intact</span>, 9 records" in text
+    assert _rows(model) == {
+        "configs": 4,
+        "alerts": 1,
+        "notifications": 1,
+        "decisions": 1,
+        "silences": 1,
+        "suspensions": 1,
+        "gaps": 4,
+    }
+    assert "<td>ml&lt;&gt;</td>" in model and "<td>not accepted: HTTP 500</td>" in model
+    assert "<td>&lt;deploy&gt;</td>" in model and "<td>retraining &lt;v2&gt;</td>" in model
+    other = text.split("id='model-0'")[1].split("</section>")[0]
+    assert _rows(other) == {"configs": 4, "alerts": 1, "gaps": 4}  # no silence: fraud's
+    appendix = text.split("id='appendix'")[1]
+    assert _rows(appendix) == {"other": 1}
+    assert "<code>{&quot;partition&quot;:0}</code>" in appendix
+    assert "<span class='intact'>intact</span>, 13 records" in text
     only = _page("fraud")
     assert re.findall(r"<h2>(.*?)</h2>", only) == ["Model fraud", "Appendix"]
 
