@@ -96,6 +96,22 @@ def test_the_evidence_bundle(kafka: Any, unique: Any, tmp_path: Path, capsys: An
         "detector: --model nope: not in the audit log (its models: churn, fraud)\n"
     )
 
+    # A forged record: the bundle is written, says where the chain breaks, and exits 1.
+    alert = next(orjson.loads(v) for v in stored if orjson.loads(v)["kind"] == "alert")
+    forged = dict(alert, body=dict(alert["body"], severity="info"))
+    kafka.produce(audit_topic, [forged], keys=[forged["chain"].encode()], partition=0)
+    offset = kafka.end_offsets(audit_topic)[0] - 1
+    broken = tmp_path / "broken"
+    capsys.readouterr()
+    assert main(["audit", "export", *argv, "--output", str(broken), "--no-pdf"]) == 1
+    text = (
+        f"audit chain broken at partition 0 offset {offset} (chain {forged['chain']}, seq "
+        f"{forged['seq']}): its hash does not match its content (edited)"
+    )
+    assert capsys.readouterr().err == text + "\n"
+    assert orjson.loads((broken / "verification.json").read_bytes())["break"]["text"] == text
+    assert f"<span class='broken'>{text}</span>" in (broken / "report.html").read_text()
+
 
 def test_signatures_in_the_bundle(kafka: Any, unique: Any, tmp_path: Path, capsys: Any) -> None:
     private, public = write_keys(tmp_path)
