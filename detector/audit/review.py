@@ -187,4 +187,6 @@ __all__ = [
     "decision_body",
     "decision_of",
     "fold",
+    "parse",
+    "transition",
 ]
