@@ -62,37 +62,91 @@ class AlertReview:
         return str(self.alert["alert_id"])
 
 
-def fold(records: Iterable[bytes | None]) -> dict[str, AlertReview]:
-    """Every alert of the audit log (values in log order) with its review state. Records
-    that are not well-formed are skipped here (``detector audit verify`` reports them)."""
+def transition(state: str, action: str) -> str:
+    """The review state after ``action`` (``comment`` leaves it as it is)."""
+    return _NEXT.get(action, state)
+
+
+def decision_of(record: Any) -> tuple[str, Decision] | None:
+    """(alert id, decision) of a parsed audit record of kind ``review`` on :data:`CHAIN`;
+    None for any other record (or a malformed one)."""
+    if not isinstance(record, dict) or record.get("kind") != "review":
+        return None
+    body = record.get("body")
+    if record.get("chain") != CHAIN or not isinstance(body, dict):
+        return None
+    action = body.get("action")
+    if action not in ACTIONS or not isinstance(body.get("alert_id"), str):
+        return None
+    decision = Decision(
+        str(action), str(record.get("by")), str(body.get("reason")), str(record.get("at"))
+    )
+    return body["alert_id"], decision
+
+
+def parse(value: bytes | None) -> dict[str, Any] | None:
+    """An audit log value as a record with a dict ``body``; None when it is not one (not
+    JSON, not an object: ``detector audit verify`` reports those)."""
     import orjson  # here: ``detector --help`` reads ACTIONS and STATES only
 
-    reviews: dict[str, AlertReview] = {}
-    for value in records:
-        try:
-            record = orjson.loads(value) if value is not None else None
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("body"), dict):
-            continue
+    try:
+        record = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("body"), dict):
+        return None
+    return record
+
+
+class Reviews:
+    """The review states, built record by record (what :func:`fold` does, for a reader
+    that looks at other kinds of record too: :mod:`detector.audit.history`).
+
+    The log is read partition by partition, and the review chain is on partition 0: a
+    decision on an alert of another partition comes before its alert. It waits for the
+    alert, and is applied, in the review chain's order, when the alert comes."""
+
+    def __init__(self) -> None:
+        self.reviews: dict[str, AlertReview] = {}
+        self._waiting: dict[str, list[Decision]] = {}
+
+    def add(self, record: dict[str, Any]) -> bool:
+        """Take one parsed record (:func:`parse`); True if it was an alert or a decision."""
         body = record["body"]
         if record.get("kind") == "alert" and isinstance(body.get("alert_id"), str):
-            reviews.setdefault(body["alert_id"], AlertReview(body))
-        elif record.get("kind") == "review" and record.get("chain") == CHAIN:
-            review = reviews.get(str(body.get("alert_id")))
-            action = body.get("action")
-            if review is None or action not in ACTIONS:
-                continue
-            review.decisions.append(
-                Decision(
-                    str(action),
-                    str(record.get("by")),
-                    str(body.get("reason")),
-                    str(record.get("at")),
-                )
-            )
-            review.state = _NEXT.get(str(action), review.state)
-    return reviews
+            alert_id = body["alert_id"]
+            if alert_id not in self.reviews:
+                self.reviews[alert_id] = AlertReview(body)
+                for decision in self._waiting.pop(alert_id, []):
+                    self._apply(self.reviews[alert_id], decision)
+            return True
+        decided = decision_of(record)
+        if decided is None:
+            return False
+        alert_id, decision = decided
+        review = self.reviews.get(alert_id)
+        if review is None:
+            self._waiting.setdefault(alert_id, []).append(decision)
+        else:
+            self._apply(review, decision)
+        return True
+
+    @staticmethod
+    def _apply(review: AlertReview, decision: Decision) -> None:
+        review.decisions.append(decision)
+        review.state = transition(review.state, decision.action)
+
+
+def fold(records: Iterable[bytes | None]) -> dict[str, AlertReview]:
+    """Every alert of the audit log (values in log order) with its review state. Records
+    that are not well-formed are skipped here (``detector audit verify`` reports them), and
+    so are decisions on alerts the log does not hold."""
+    folded = Reviews()
+    for value in records:
+        record = parse(value)
+        if record is not None:
+            folded.add(record)
+    return folded.reviews
 
 
 def decision_body(
@@ -129,6 +183,8 @@ __all__ = [
     "AlertReview",
     "Decision",
     "ReviewError",
+    "Reviews",
     "decision_body",
+    "decision_of",
     "fold",
 ]

@@ -238,7 +238,7 @@ def _series_points(
 # -- rendering the plots -------------------------------------------------------------------
 
 
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
     """A name as matplotlib text: shortened, no mathtext."""
     if len(text) > LABEL_CHARS:
         text = text[: LABEL_CHARS - 1] + "…"
@@ -251,7 +251,7 @@ _URL = re.compile(r"url\(#([^)]+)\)")
 _METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.DOTALL)
 
 
-def _inline_svg(data: str, prefix: str) -> str:
+def inline_svg(data: str, prefix: str) -> str:
     """matplotlib's SVG document as an element to put in the page: no XML prolog,
     doctype or metadata (which names URLs), its ids prefixed so that the page's SVGs do
     not share any."""
@@ -322,7 +322,7 @@ def _plot(
                 min_share,
                 max_categories,
             )
-        axes[-1].set_xlabel(f"{_plain(drawn.model)} events (each point: {span:,} events)")
+        axes[-1].set_xlabel(f"{plain(drawn.model)} events (each point: {span:,} events)")
         if events:
             axes[-1].set_xlim(0, events)
         handles = [
@@ -341,7 +341,7 @@ def _plot(
         )
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None})
-    return _inline_svg(buffer.getvalue(), f"plot{index}-")
+    return inline_svg(buffer.getvalue(), f"plot{index}-")
 
 
 def _draw_panel(
@@ -387,13 +387,13 @@ def _draw_panel(
         if not points.size:
             continue
         x = np.minimum(np.arange(points.shape[0]) * span + span / 2.0, max(events - 0.5, 0))
-        ax.plot(x, points, color=colors[i % len(colors)], linewidth=1.0, label=_plain(label))
+        ax.plot(x, points, color=colors[i % len(colors)], linewidth=1.0, label=plain(label))
     if len(lines) > 1:
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
     title = _PANEL_TITLES[statistic]
     if statistic in ("share", "accuracy") and len(lines) == 1:
         title = lines[0][0]
-    ax.set_title(_plain(title), loc="left")
+    ax.set_title(plain(title), loc="left")
     ax.grid(True, linewidth=0.3, alpha=0.5)
     label_axis = ax.get_xaxis_transform()
     for i in panel.alerts:
@@ -440,7 +440,7 @@ def _draw_panel(
 
 # -- the page ------------------------------------------------------------------------------
 
-_CSS = """
+CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
        margin: 2em auto; max-width: 1100px; padding: 0 1em; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 2px solid #ddd; padding-bottom: .2em;
@@ -459,11 +459,11 @@ gap: .1em 1em; } dl.counts dt { color: #555; } dl.counts dd { margin: 0; }
 """
 
 
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _num(value: Any, digits: int = 4) -> str:
+def number_text(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -471,7 +471,7 @@ def _num(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _pct(value: Any) -> str:
+def percent(value: Any) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
@@ -481,7 +481,7 @@ def _feature_name(feature: str) -> str:
     return feature
 
 
-def _window_text(
+def window_text(
     window: dict[str, Any],
     category: str | None,
     hindsight: tuple[float | None, float] | None = None,
@@ -491,43 +491,43 @@ def _window_text(
     if "count" in window:
         parts.append(f"n {window['count']:,}")
     if "mean" in window:
-        parts.append(f"mean {_num(window.get('mean'))}")
-        parts.append(f"std {_num(window.get('std'))}")
+        parts.append(f"mean {number_text(window.get('mean'))}")
+        parts.append(f"std {number_text(window.get('std'))}")
         quantiles = window.get("quantiles") or {}
         if quantiles:
-            shown = ", ".join(f"{_e(k)} {_num(v)}" for k, v in quantiles.items())
+            shown = ", ".join(f"{escape(k)} {number_text(v)}" for k, v in quantiles.items())
             parts.append(f"quantiles {shown}")
     if "frequencies" in window:
         frequencies = window.get("frequencies") or {}
         if category is not None:
-            parts.append(f"share of {_e(category)} {_pct(frequencies.get(category, 0.0))}")
+            parts.append(f"share of {escape(category)} {percent(frequencies.get(category, 0.0))}")
         top = list(frequencies.items())[:6]
-        shown = ", ".join(f"{_e(k)} {_pct(v)}" for k, v in top)
+        shown = ", ".join(f"{escape(k)} {percent(v)}" for k, v in top)
         more = " …" if len(frequencies) > len(top) else ""
         parts.append(f"shares {shown}{more}")
     if "rate" in window:
-        parts.append(f"rate {_pct(window['rate'])}")
+        parts.append(f"rate {percent(window['rate'])}")
     if "error_rate" in window:
-        parts.append(f"error rate {_pct(window['error_rate'])}")
+        parts.append(f"error rate {percent(window['error_rate'])}")
         if window.get("roc_auc") is not None:
-            parts.append(f"ROC AUC {_num(window['roc_auc'], 3)}")
+            parts.append(f"ROC AUC {number_text(window['roc_auc'], 3)}")
     if "estimated_accuracy" in window:
         low, high = window.get("estimated_accuracy_ci") or (None, None)
         parts.append(
-            f"estimated accuracy {_pct(window['estimated_accuracy'])} "
-            f"(95% {_pct(low)} to {_pct(high)})"
+            f"estimated accuracy {percent(window['estimated_accuracy'])} "
+            f"(95% {percent(low)} to {percent(high)})"
         )
         if window.get("estimated_roc_auc") is not None:
-            parts.append(f"estimated ROC AUC {_num(window['estimated_roc_auc'], 3)}")
+            parts.append(f"estimated ROC AUC {number_text(window['estimated_roc_auc'], 3)}")
     if hindsight is not None:
         accuracy, labelled = hindsight
-        shown = "-" if accuracy is None else _pct(accuracy)
+        shown = "-" if accuracy is None else percent(accuracy)
         parts.append(
             f"<span class='realized'>realized accuracy {shown} "
             f"({labelled:,.0f} labelled, in hindsight)</span>"
         )
     if window.get("missing_rate") is not None:
-        parts.append(f"missing {_pct(window['missing_rate'])}")
+        parts.append(f"missing {percent(window['missing_rate'])}")
     return "<br>".join(parts) or "-"
 
 
@@ -536,13 +536,13 @@ def _detector_text(detector: dict[str, Any]) -> str:
     shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
     block = detector.get("block_size")
     suffix = f"; blocks of {block}" if block is not None else ""
-    return f"{_e(detector.get('name', '?'))}({_e(shown)}){_e(suffix)}"
+    return f"{escape(detector.get('name', '?'))}({escape(shown)}){escape(suffix)}"
 
 
 def _evidence_table(drawn: _Drawn, trace: StreamTrace) -> str:
     rows = [
-        f"<table class='evidence' data-model='{_e(drawn.model)}' "
-        f"data-feature='{_e(drawn.feature)}'>",
+        f"<table class='evidence' data-model='{escape(drawn.model)}' "
+        f"data-feature='{escape(drawn.feature)}'>",
         "<thead><tr><th>#</th><th>drift type</th><th>position</th><th>event time</th>"
         "<th>detector</th><th>reference</th><th>current</th><th>effect size</th>"
         "<th>severity</th></tr></thead><tbody>",
@@ -557,27 +557,27 @@ def _evidence_table(drawn: _Drawn, trace: StreamTrace) -> str:
         evidence = alert["evidence"]
         category = evidence.get("category")
         statistic = evidence.get("statistic")
-        drift = _e(alert["drift_type"])
+        drift = escape(alert["drift_type"])
         if statistic:
-            drift += f"<br><span class='muted'>statistic {_e(statistic)}</span>"
+            drift += f"<br><span class='muted'>statistic {escape(statistic)}</span>"
         if category is not None:
-            drift += f"<br><span class='muted'>category {_e(category)}</span>"
-        severity = _e(alert["severity"])
+            drift += f"<br><span class='muted'>category {escape(category)}</span>"
+        severity = escape(alert["severity"])
         hindsight: list[tuple[float | None, float] | None] = [None, None]
         if alert["drift_type"] == "estimated_performance":
             for i, span in enumerate((window.reference, window.current)):
                 if span is not None:
                     hindsight[i] = realized(trace, drawn.model, span)
         rows.append(
-            f"<tr class='alert {severity}' id='alert-{_e(alert['alert_id'])}' "
-            f"data-alert-id='{_e(alert['alert_id'])}'>"
-            f"<td>A{number}</td><td>{drift}</td><td class='mono'>{_e(where)}<br>"
-            f"<span class='muted'>event {_e(trigger.get('event_id'))}</span></td>"
-            f"<td class='mono'>{_e(alert['detected_at'])}</td>"
+            f"<tr class='alert {severity}' id='alert-{escape(alert['alert_id'])}' "
+            f"data-alert-id='{escape(alert['alert_id'])}'>"
+            f"<td>A{number}</td><td>{drift}</td><td class='mono'>{escape(where)}<br>"
+            f"<span class='muted'>event {escape(trigger.get('event_id'))}</span></td>"
+            f"<td class='mono'>{escape(alert['detected_at'])}</td>"
             f"<td class='mono'>{_detector_text(alert['detector'])}</td>"
-            f"<td>{_window_text(evidence.get('reference') or {}, category, hindsight[0])}</td>"
-            f"<td>{_window_text(evidence.get('current') or {}, category, hindsight[1])}</td>"
-            f"<td class='num'>{_num(evidence.get('effect_size'), 3)}</td>"
+            f"<td>{window_text(evidence.get('reference') or {}, category, hindsight[0])}</td>"
+            f"<td>{window_text(evidence.get('current') or {}, category, hindsight[1])}</td>"
+            f"<td class='num'>{number_text(evidence.get('effect_size'), 3)}</td>"
             f"<td class='severity'>{severity}</td></tr>"
         )
     rows.append("</tbody></table>")
@@ -597,13 +597,13 @@ def _injection_table(outcomes: Sequence[InjectionOutcome], numbers: dict[str, in
             detected = "no"
         else:
             number = numbers.get(found["alert_id"])
-            anchor = f"#alert-{_e(found['alert_id'])}"
-            detected = f"yes, <a href='{anchor}'>A{number}</a> ({_e(found['drift_type'])})"
+            anchor = f"#alert-{escape(found['alert_id'])}"
+            detected = f"yes, <a href='{anchor}'>A{number}</a> ({escape(found['drift_type'])})"
         delay = "-" if outcome.delay is None else f"{outcome.delay:,}"
         rows.append(
-            f"<tr class='injection' data-spec='{_e(injection.spec)}'>"
-            f"<td class='mono'>{_e(injection.spec)}</td>"
-            f"<td>{_e(_feature_name(injection.feature))}</td><td>{_e(injection.kind)}</td>"
+            f"<tr class='injection' data-spec='{escape(injection.spec)}'>"
+            f"<td class='mono'>{escape(injection.spec)}</td>"
+            f"<td>{escape(_feature_name(injection.feature))}</td><td>{escape(injection.kind)}</td>"
             f"<td class='num'>#{outcome.plan.start:,}</td><td>{detected}</td>"
             f"<td class='num delay'>{delay}</td>"
             f"<td class='num false-alarms'>{outcome.false_alarms_before}</td></tr>"
@@ -622,16 +622,16 @@ def _config_section(backtest: Backtest, config_file: str | None, seed: int | Non
     parts = [
         "<section id='config' class='config'>",
         "<h2>Configuration</h2>",
-        f"<p>Loaded from {_e(source)}, as <code>detector run</code> loads it. The detection "
+        f"<p>Loaded from {escape(source)}, as <code>detector run</code> loads it. The detection "
         "settings in force (every value, defaults included; the <code>kafka</code>, "
         "<code>server</code> and <code>log</code> sections do not change detections and "
         "are not shown):</p>",
-        f"<pre class='config-yaml'>{_e(text)}</pre>",
+        f"<pre class='config-yaml'>{escape(text)}</pre>",
     ]
     if backtest.injections:
         specs = " ".join(f"--inject '{o.plan.injection.spec}'" for o in backtest.injections)
         seed_text = "" if seed is None else f" --seed {seed}"
-        parts.append(f"<p>Injected changes: <code>{_e(specs)}{_e(seed_text)}</code></p>")
+        parts.append(f"<p>Injected changes: <code>{escape(specs)}{escape(seed_text)}</code></p>")
     if config_file:
         from detector.tuning.explain import explain
 
@@ -640,7 +640,7 @@ def _config_section(backtest: Backtest, config_file: str | None, seed: int | Non
         except Exception as exc:  # the file was loaded for the run: only if it changed since
             explained = f"(could not explain {config_file}: {exc})"
         parts.append("<h3>Each detector and where its values come from</h3>")
-        parts.append(f"<pre class='config-explain'>{_e(explained)}</pre>")
+        parts.append(f"<pre class='config-explain'>{escape(explained)}</pre>")
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -667,22 +667,24 @@ def render(
         "<!DOCTYPE html>",
         "<html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>detector replay: {_e(backtest.source)}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>Backtest of <code>{_e(backtest.source)}</code></h1>",
+        f"<title>detector replay: {escape(backtest.source)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Backtest of <code>{escape(backtest.source)}</code></h1>",
         "<dl class='counts'>",
         f"<dt>records</dt><dd>{summary['records']:,}</dd>",
         f"<dt>events</dt><dd>{summary['events']:,}</dd>",
         f"<dt>alerts</dt><dd>{summary['alerts']:,}</dd>",
     ]
-    rejected = ", ".join(f"{_e(k)} {v:,}" for k, v in summary["rejected_by_reason"].items())
+    rejected = ", ".join(f"{escape(k)} {v:,}" for k, v in summary["rejected_by_reason"].items())
     out.append(
         f"<dt>rejected</dt><dd>{summary['rejected']:,}{f' ({rejected})' if rejected else ''}</dd>"
     )
     out.append(f"<dt>time</dt><dd>{backtest.elapsed_s:.1f} s</dd></dl>")
     models = summary["models"]
     if models:
-        links = ", ".join(f"<a href='#model-{i}'>{_e(name)}</a>" for i, name in enumerate(models))
+        links = ", ".join(
+            f"<a href='#model-{i}'>{escape(name)}</a>" for i, name in enumerate(models)
+        )
         out.append(f"<p>Models: {links}. <a href='#config'>Configuration</a>.</p>")
     numbers: dict[str, int] = {}
     figures = 0
@@ -691,9 +693,9 @@ def render(
         for n, alert in enumerate(alerts, start=1):
             numbers[alert["alert_id"]] = n
         outcomes = [o for o in backtest.injections if o.plan.injection.model == model]
-        out.append(f"<section class='model' id='model-{i}' data-model='{_e(model)}'>")
-        out.append(f"<h2>Model {_e(model)}</h2>")
-        kinds = ", ".join(f"{_e(k)} {v}" for k, v in sorted(entry["by_drift_type"].items()))
+        out.append(f"<section class='model' id='model-{i}' data-model='{escape(model)}'>")
+        out.append(f"<h2>Model {escape(model)}</h2>")
+        kinds = ", ".join(f"{escape(k)} {v}" for k, v in sorted(entry["by_drift_type"].items()))
         model_trace = trace.model(model)
         width = f"; the trace's bins are {model_trace.width:,} events wide" if model_trace else ""
         out.append(
@@ -725,10 +727,11 @@ def render(
                 drawn, trace, figures, detection.min_category_share, detection.max_categories
             )
             figures += 1
-            out.append(f"<section class='feature' data-feature='{_e(feature)}'>")
-            out.append(f"<h3>{_e(_feature_name(feature))}</h3>")
+            out.append(f"<section class='feature' data-feature='{escape(feature)}'>")
+            out.append(f"<h3>{escape(_feature_name(feature))}</h3>")
             out.append(
-                f"<figure class='plot' data-model='{_e(model)}' data-feature='{_e(feature)}'>"
+                f"<figure class='plot' data-model='{escape(model)}' "
+                f"data-feature='{escape(feature)}'>"
             )
             out.append(svg)
             out.append(
@@ -761,11 +764,18 @@ def write_report(
 
 
 __all__ = [
+    "CSS",
     "MAX_POINTS",
     "Window",
+    "escape",
+    "inline_svg",
+    "number_text",
+    "percent",
+    "plain",
     "realized",
     "render",
     "require_matplotlib",
+    "window_text",
     "windows",
     "write_report",
 ]
