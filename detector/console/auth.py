@@ -146,13 +146,15 @@ class Csrf:
 
 
 def same_origin(headers: Headers) -> bool:
-    """Whether a POST may come from the console's own page, as far as the browser says:
-    ``Sec-Fetch-Site``, when sent, is ``same-origin``, and ``Origin``, when sent, is the
-    ``Host`` the request was sent to. A client that sends neither (curl) is judged by the
-    CSRF token alone."""
+    """Whether a POST may come from the console's own page, as far as the browser says.
+    ``Sec-Fetch-Site``, which browsers send whatever the referrer policy, decides when
+    present: it must be ``same-origin``. Without it, ``Origin``, when sent, must be the
+    ``Host`` the request was sent to (``null``, which a browser sends for a page with
+    ``Referrer-Policy: no-referrer``, is refused then). A client that sends neither (curl)
+    is judged by the CSRF token alone."""
     site = headers.get("sec-fetch-site", ())
-    if site and (len(site) != 1 or site[0].strip().lower() != "same-origin"):
-        return False
+    if site:
+        return len(site) == 1 and site[0].strip().lower() == "same-origin"
     origin = headers.get("origin", ())
     if not origin:
         return True

@@ -1,10 +1,11 @@
 """What the console's pages show, from the audit log's records (pure).
 
-The review state of every alert is :func:`detector.audit.review.fold`'s, and the actions a
-page offers are those :func:`detector.audit.review.decision_body` accepts, so the page and
-``detector review`` can never disagree about what a decision may do. Records of kinds this
-module does not know (``suspension``, ``state_snapshot``, ...) are passed over: they are not
-about an alert's review.
+The review state of every alert is :func:`detector.audit.review.fold`'s (an alert's page:
+:func:`detector.audit.history.history_of`'s, which adds the notifications that named it),
+and the actions a page offers are those :func:`detector.audit.review.decision_body` accepts,
+so the page and ``detector review`` can never disagree about what a decision may do.
+Records of other kinds (``suspension``, ``state_snapshot``, kinds not known yet) are passed
+over here: they are not about one alert's review.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from detector.audit.history import Notification, history_of
 from detector.audit.review import ACTIONS, AlertReview, ReviewError, decision_body, fold
 
 #: Records as read: (partition, offset, value).
@@ -135,16 +137,17 @@ class AlertPage:
     actions: tuple[str, ...]
     evidence: list[tuple[str, str, str]]
     facts: list[tuple[str, str]]  # (label, value) of the alert's other fields
-    notifications: list[Any] = field(default_factory=list)
+    notifications: list[Notification] = field(default_factory=list)  # in log order
 
 
 def alert_page(records: Records, alert_id: str) -> AlertPage | None:
     """The page of ``alert_id`` (None if the audit log holds no such alert)."""
-    reviews = fold(_values(records))
-    review = reviews.get(alert_id)
-    if review is None:
+    history = history_of(_values(records))
+    found = history.alerts.get(alert_id)
+    if found is None:
         return None
-    alert = review.alert
+    reviews = {key: each.review for key, each in history.alerts.items()}
+    review, alert = found.review, found.alert
     detector, trigger = _part(alert, "detector"), _part(alert, "trigger")
     evidence = _part(alert, "evidence")
     facts = [
@@ -166,7 +169,9 @@ def alert_page(records: Records, alert_id: str) -> AlertPage | None:
     ]
     if isinstance(alert.get("segment"), dict):
         facts.insert(3, ("segment", show(alert["segment"])))
-    return AlertPage(review, actions(reviews, alert_id), evidence_rows(alert), facts)
+    page = AlertPage(review, actions(reviews, alert_id), evidence_rows(alert), facts)
+    page.notifications = list(found.notifications)
+    return page
 
 
 __all__ = [

@@ -288,6 +288,32 @@ class SidecarProcess:
             self.proc.wait()
 
 
+def drifting_topic(
+    kafka: Any, unique: Any, tmp_path: Path, n: int, at: int, **extra: Any
+) -> tuple[str, str, Path]:
+    """Two models drifting at ``at`` of ``n`` events on a new 2-partition topic; the
+    sidecar's config for it: (input topic, alert topic, config file). The audit log's
+    tests (test_audit.py, test_console.py)."""
+    source = kafka.create_topic(unique("in"), partitions=2)
+    events = interleave(
+        [
+            prediction_events("churn", n, shift_at=at),
+            prediction_events("fraud", n, shift_at=at + n // 6, shift=1.5),
+        ]
+    )
+    kafka.produce(source, events, keys=[e["model"].encode() for e in events])
+    alert_topic = unique("alerts")
+    config = write_config(
+        tmp_path / "config.yaml",
+        kafka.bootstrap_servers,
+        input_topic=source,
+        alert_topic=alert_topic,
+        group_id=unique("group"),
+        **extra,
+    )
+    return source, alert_topic, config
+
+
 @contextmanager
 def sidecar_thread(settings: Settings) -> Iterator[Sidecar]:
     """Run a Sidecar in a thread of the test process; stop and join on exit."""

@@ -12,7 +12,7 @@ import orjson
 import pytest
 import yaml
 from audit_keys import write_keys
-from support import interleave, prediction_events, settings_for, sidecar_thread, write_config
+from support import drifting_topic, prediction_events, settings_for, sidecar_thread
 
 from detector.audit.chain import GENESIS, digest
 from detector.audit.signing import Checker
@@ -28,35 +28,10 @@ def _records(kafka: Any, topic: str) -> dict[int, list[dict[str, Any]]]:
     return by_partition
 
 
-def _drifting(
-    kafka: Any, unique: Any, tmp_path: Path, n: int, at: int, **extra: Any
-) -> tuple[str, str, Path]:
-    """Two models drifting at ``at`` of ``n`` events on a new 2-partition topic; the
-    sidecar's config for it: (input topic, alert topic, config file)."""
-    source = kafka.create_topic(unique("in"), partitions=2)
-    events = interleave(
-        [
-            prediction_events("churn", n, shift_at=at),
-            prediction_events("fraud", n, shift_at=at + n // 6, shift=1.5),
-        ]
-    )
-    kafka.produce(source, events, keys=[e["model"].encode() for e in events])
-    alert_topic = unique("alerts")
-    config = write_config(
-        tmp_path / "config.yaml",
-        kafka.bootstrap_servers,
-        input_topic=source,
-        alert_topic=alert_topic,
-        group_id=unique("group"),
-        **extra,
-    )
-    return source, alert_topic, config
-
-
 def test_alerts_are_chained_and_verified(
     kafka: Any, unique: Any, tmp_path: Path, capsys: Any
 ) -> None:
-    source, alert_topic, config = _drifting(
+    source, alert_topic, config = drifting_topic(
         kafka, unique, tmp_path, 3000, 1500, transactional_id=unique("txn")
     )
     settings = settings_for(config)
@@ -172,7 +147,7 @@ def test_alerts_are_chained_and_verified(
 
 def test_checkpoints_sign_the_heads(kafka: Any, unique: Any, tmp_path: Path, capsys: Any) -> None:
     private, public = write_keys(tmp_path)
-    source, alert_topic, config = _drifting(kafka, unique, tmp_path, 2000, 1000)
+    source, alert_topic, config = drifting_topic(kafka, unique, tmp_path, 2000, 1000)
     tree = yaml.safe_load(config.read_text())
     tree["audit"] = {"signing_key_file": str(private)}
     config.write_text(yaml.safe_dump(tree))

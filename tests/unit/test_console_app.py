@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from detector.audit.chain import Chain
+from detector.audit.chain import GENESIS, Chain, canonical, digest
 from detector.audit.review import CHAIN, decision_body, fold
 from detector.cli import main
 from detector.console.app import SECURITY_HEADERS, Console
@@ -209,6 +209,9 @@ class TestIdentity:
             ({"sec-fetch-site": ["same-site"]}, False),
             ({"origin": ["http://evil.example"], "host": ["h:1"]}, False),
             ({"origin": ["null"], "host": ["h:1"]}, False),
+            # Referrer-Policy: no-referrer makes a browser's form say Origin: null.
+            ({"sec-fetch-site": ["same-origin"], "origin": ["null"], "host": ["h:1"]}, True),
+            ({"sec-fetch-site": ["cross-site"], "origin": ["http://h:1"], "host": ["h:1"]}, False),
         ],
     )
     def test_same_origin(self, headers: dict[str, list[str]], ok: bool) -> None:
@@ -263,6 +266,44 @@ class TestPages:
         assert '<img id="plot" src="data:image/svg+xml;base64,' in page
         assert "<tr><th>trigger</th><td>preds[0] offset 17, event e17</td></tr>" in page
         assert client.get("/alerts/zzz")[0] == 404
+
+    def test_the_notifications_that_named_the_alert(self, client: Client, log: MemoryLog) -> None:
+        router = Chain("router/0", "router-0")
+        sent = {
+            "receiver": "oncall",
+            "integration": "slack",
+            "status": "firing",
+            "group_key": "fraud",
+            "group_labels": {"model": "fraud"},
+            "alert_ids": ["a1"],
+            "new_alert_ids": ["a1"],
+            "accepted": True,
+            "reason": "",
+            "http_status": 200,
+            "attempts": 1,
+        }
+        failed = {**sent, "receiver": "<b>pager</b>", "integration": "pagerduty"}
+        failed |= {"accepted": False, "reason": "HTTP 400", "http_status": 400, "attempts": 3}
+        log.values.append(router.append("notification", sent, AT + 5))
+        log.values.append(router.append("notification", failed, AT + 6))
+        later = {"audit": 1, "chain": "control", "seq": 0, "kind": "state_snapshot", "at": "x"}
+        later |= {"by": "ops", "body": {"model": "fraud"}, "prev": GENESIS}
+        log.values.append(canonical({**later, "hash": digest(later)}))  # a kind added later
+        page = client.get("/alerts/a1")[2]
+        rows = re.findall(
+            r"<tr><td>(2026[^<]*)</td>(.*?)</tr>", page.split('id="notifications"')[1]
+        )
+        assert rows[:2] == [
+            (
+                "2026-12-07T04:00:00.005Z",
+                "<td>oncall</td><td>slack</td><td>firing</td><td>accepted (HTTP 200)</td><td>1</td>",
+            ),
+            (
+                "2026-12-07T04:00:00.006Z",
+                "<td>&lt;b&gt;pager&lt;/b&gt;</td><td>pagerduty</td><td>firing</td><td>given up: HTTP 400 (HTTP 400)</td><td>3</td>",
+            ),
+        ]
+        assert "No notification about this alert" in client.get("/alerts/a2")[2]
 
     def test_security_headers_on_every_response(self, client: Client, log: MemoryLog) -> None:
         csrf = _csrf(client.get("/alerts/a1")[2])
