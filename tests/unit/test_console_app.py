@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import http.client
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -424,3 +427,46 @@ def test_the_command_needs_a_way_to_name_reviewers(tmp_path: Path, capsys: Any) 
     assert capsys.readouterr().err == (
         f"detector: --token-file {tmp_path / 'none'}: cannot read it (No such file or directory)\n"
     )
+
+
+class _Unreadable(MemoryLog):
+    def records(self) -> list[tuple[int, int, bytes | None]]:
+        from detector.kafka.audit import AuditLogError
+
+        raise AuditLogError("audit topic 'alerts.audit' does not exist")
+
+
+def test_an_unreadable_log_is_a_503_page() -> None:
+    auth = Authenticator([("ana", ANA)])
+    with ConsoleServer(Console(_Unreadable(), auth)) as server:
+        status, headers, page = Client(server.port).get("/")
+    assert status == 503
+    assert "audit topic &#39;alerts.audit&#39; does not exist" in page
+    assert headers["Content-Security-Policy"] == dict(SECURITY_HEADERS)["Content-Security-Policy"]
+
+
+def test_the_command_serves_until_sigterm(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"ana:{ANA}\n")
+    argv = ["console", "--port", "0", "--token-file", str(tokens)]
+    argv += ["--bootstrap-servers", "127.0.0.1:9"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "detector", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.fullmatch(r"review console on http://127\.0\.0\.1:(\d+)\n", line)
+        assert found is not None, line + process.stderr.read()
+        client = Client(int(found.group(1)))
+        assert client.get("/static/console.css")[0] == 200
+        assert client.get("/", token=None)[0] == 401
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
