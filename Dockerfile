@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 #
 # drift-detector: one image for `detector run` (the sidecar), `detector route` (the router)
-# and, once it exists, `detector console`. The arguments are passed to `detector`:
+# and `detector console` (the review page). The arguments are passed to `detector`:
 #
 #   docker build -t drift-detector:0.1.0 .
 #   docker run --rm drift-detector:0.1.0 run --config /etc/drift-detector/detector.yaml

@@ -1,4 +1,5 @@
-"""The `detector` command: run, route, silence, broker, demo, replay, calibrate, config, bench."""
+"""The `detector` command: run, route, silence, broker, demo, replay, calibrate, config, audit,
+review, console, bench."""
 
 from __future__ import annotations
 
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     from detector.audit.cli import add_commands as add_audit_commands
 
     add_audit_commands(sub)
+    from detector.console.cli import add_commands as add_console_commands
+
+    add_console_commands(sub)
     bench = sub.add_parser("bench", help="measure throughput on the embedded broker")
     bench.add_argument("--output", default="docs/benchmarks.md")
     bench.add_argument("--events", type=int, default=200_000)

@@ -110,23 +110,16 @@ _DONE = {"ack": "acknowledged", "resolve": "resolved", "comment": "commented", "
 
 
 def _cmd_decide(args: argparse.Namespace) -> int:
-    from detector.audit.review import CHAIN, PARTITION, ReviewError, decision_body, fold
-    from detector.kafka.audit import AuditLogError, append_record, read_log
+    from detector.audit.review import PARTITION, ReviewError
+    from detector.kafka.audit import AuditLogError, append_decision
 
     settings = _settings(args)
     topic = settings.audit.topic_for(settings.kafka)
     if not args.by.strip():
         raise UsageError("--by: name who decides")
-
-    kafka = settings.kafka
-
-    def body() -> dict[str, Any]:  # read after a concurrent reviewer is fenced
-        values = (value for _, _, value in read_log(kafka, topic, group_id=kafka.group_id))
-        return decision_body(fold(values), args.action, args.alert_id, args.reason)
-
     try:
-        offset, _ = append_record(
-            kafka, kafka.group_id, topic, PARTITION, CHAIN, args.by, "review", body
+        offset, _ = append_decision(
+            settings.kafka, topic, args.action, args.alert_id, args.reason, args.by
         )
     except (ReviewError, AuditLogError) as exc:
         raise UsageError(str(exc)) from None

@@ -20,7 +20,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from detector.audit.chain import Chain, Head, head_of
-from detector.config import KafkaClientSettings
+from detector.config import KafkaClientSettings, KafkaSettings
 from detector.kafka.clients import idempotent_producer_config, reader_config
 
 log = structlog.get_logger()
@@ -196,4 +196,28 @@ def append_record(
     return (delivered[0] if delivered else -1), record
 
 
-__all__ = ["AuditLogError", "append_record", "audit_reader_config", "read_heads", "read_log"]
+def append_decision(
+    kafka: KafkaSettings, topic: str, action: str, alert_id: str, reason: str, by: str
+) -> tuple[int, bytes]:
+    """Record a person's decision on an alert (chain ``review``): ``detector review`` and
+    the review console both write through here. The log is read, and the decision checked
+    against the decisions before it (:func:`detector.audit.review.decision_body`), only
+    after a concurrent reviewer is fenced; ReviewError when it does not apply, AuditLogError
+    when the topic cannot be read or written. Returns the record's offset and bytes."""
+    from detector.audit.review import CHAIN, PARTITION, decision_body, fold
+
+    def body() -> dict[str, Any]:
+        values = (value for _, _, value in read_log(kafka, topic, group_id=kafka.group_id))
+        return decision_body(fold(values), action, alert_id, reason)
+
+    return append_record(kafka, kafka.group_id, topic, PARTITION, CHAIN, by, "review", body)
+
+
+__all__ = [
+    "AuditLogError",
+    "append_decision",
+    "append_record",
+    "audit_reader_config",
+    "read_heads",
+    "read_log",
+]

@@ -240,6 +240,14 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
+def bind(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A threading HTTP server bound to ``host``:``port`` (IPv4 or IPv6; 0: a free port),
+    whose request threads do not keep the process alive: this endpoint's, and the review
+    console's."""
+    server_class = _Server6 if ":" in host else _Server
+    return server_class((host, port), handler)
+
+
 class HttpServer:
     """``GET /healthz``, ``/readyz`` and ``/metrics`` on ``host``:``port``, in a daemon thread.
 
@@ -258,8 +266,7 @@ class HttpServer:
     ) -> None:
         self.health = health
         self.metrics = metrics
-        server_class = _Server6 if ":" in host else _Server
-        self._server = server_class((host, port), self._handler_class())
+        self._server = bind(host, port, self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property

@@ -3,24 +3,17 @@ the report opened in headless Chromium (Debian's `chromium`; `make test` install
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
-import os
-import queue
 import re
-import signal
-import subprocess
 import sys
-import threading
-import urllib.request
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from chromium import Chromium
 from tuning_support import SPECS
 
 from detector.cli import main
@@ -32,8 +25,6 @@ from detector.tuning.report import windows
 from detector.tuning.sources import open_source
 from detector.tuning.synthetic import StreamSpec, generate
 from detector.tuning.trace import MAX_CATEGORIES, MISSING, VALUES, StreamTrace
-
-CHROMIUM = "/usr/bin/chromium"
 
 #: The changes of tests/unit/test_tuning.py are found after these delays (TestBacktest).
 DELAYS = {SPECS[0]: 284, SPECS[1]: 479, SPECS[2]: 639, SPECS[3]: 351, SPECS[4]: 335}
@@ -377,114 +368,6 @@ class TestReport:
 # -- in a browser ------------------------------------------------------------------------------
 
 
-class _Chromium:
-    """Headless Chromium and one page, over the DevTools protocol (websockets)."""
-
-    def __init__(self, user_data: Path) -> None:
-        if not os.access(CHROMIUM, os.X_OK):
-            pytest.fail(
-                f"{CHROMIUM} is missing: `make test` installs it (as root), or run "
-                "'apt-get install chromium'"
-            )
-        self.process = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={user_data}",
-                "--remote-debugging-port=0",
-                "about:blank",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group: stopped whole in close()
-        )
-        self.stderr: list[str] = []
-        self.closing = contextlib.ExitStack()
-        self.next_id = 0
-        self.events: list[dict[str, Any]] = []
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        lines = self.lines
-
-        def drain() -> None:
-            assert self.process.stderr is not None
-            for raw in self.process.stderr:
-                line = raw.decode("utf-8", "replace")
-                self.stderr.append(line)
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=drain, daemon=True).start()
-
-    def connect(self) -> None:
-        """Wait for DevTools (its port on standard error) and attach to the page."""
-        lines = self.lines
-        port = None
-        while port is None:
-            try:
-                line = lines.get(timeout=60)
-            except queue.Empty:
-                pytest.fail("Chromium did not open DevTools within 60 s")
-            if line is None:
-                pytest.fail(f"Chromium exited: {''.join(self.stderr)[-2000:]}")
-            found = re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line)
-            if found:
-                port = int(found.group(1))
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as answer:
-            targets = json.loads(answer.read())
-        page = next(t for t in targets if t["type"] == "page")
-        from websockets.sync.client import connect
-
-        self.socket = self.closing.enter_context(
-            connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
-        )
-
-    def send(self, method: str, **params: Any) -> dict[str, Any]:
-        """Call a method; events received meanwhile are kept in ``events``."""
-        self.next_id += 1
-        mine = self.next_id
-        self.socket.send(json.dumps({"id": mine, "method": method, "params": params}))
-        for message in self._messages():
-            if message.get("id") == mine:
-                if "error" in message:
-                    raise AssertionError(f"{method}: {message['error']}")
-                return message.get("result", {})  # type: ignore[no-any-return]
-        raise AssertionError("unreachable")
-
-    def wait_for(self, method: str) -> dict[str, Any]:
-        """The next event ``method`` (earlier ones are in ``events`` too)."""
-        for message in self._messages():
-            if message.get("method") == method:
-                return message
-        raise AssertionError("unreachable")
-
-    def _messages(self) -> Iterator[dict[str, Any]]:
-        while True:
-            message = json.loads(self.socket.recv(timeout=60))
-            if "method" in message:
-                self.events.append(message)
-            yield message
-
-    def close(self) -> None:
-        try:
-            self.closing.close()
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=20)
-
-
 _FIGURES_JS = """
 JSON.stringify(Array.from(document.querySelectorAll('figure.plot')).map(f => {
   const svgs = f.querySelectorAll('svg');
@@ -497,7 +380,7 @@ JSON.stringify(Array.from(document.querySelectorAll('figure.plot')).map(f => {
 
 
 def test_the_report_in_headless_chromium(report: Path, tmp_path: Path) -> None:
-    browser = _Chromium(tmp_path / "chromium-profile")
+    browser = Chromium(tmp_path / "chromium-profile")
     try:
         browser.connect()
         for domain in ("Runtime", "Log", "Network", "Page"):
