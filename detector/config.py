@@ -149,9 +149,15 @@ class AuditSettings(_Strict):
     #: An Ed25519 private key (PEM, PKCS#8): each checkpoint signs the head of every chain
     #: that moved (``signature`` records; ``detector audit verify --public-key``).
     signing_key_file: str | None = None
+    #: Where ``detector review suspend|resume`` publishes the control events a model
+    #: server watches (default ``<kafka.alert_topic>.control``; compacted, keyed by model).
+    control_topic: str | None = None
 
     def topic_for(self, kafka: KafkaSettings) -> str:
         return self.topic or f"{kafka.alert_topic}.audit"
+
+    def control_topic_for(self, kafka: KafkaSettings) -> str:
+        return self.control_topic or f"{kafka.alert_topic}.control"
 
 
 class Settings(_Strict):

@@ -56,6 +56,7 @@ from detector.router.model import (
     Integration,
     IntegrationKind,
     Notification,
+    Review,
     RoutedAlert,
     Status,
 )
@@ -883,6 +884,7 @@ def notification(
     group_labels: Mapping[str, str] | None = None,
     group_key: str = GROUP_KEY,
     route_id: str = ROUTE_ID,
+    reviews: Mapping[str, Review] | None = None,
 ) -> Notification:
     """A notification for one integration of receiver ``ml`` (default: the two samples,
     the country alert new)."""
@@ -907,6 +909,7 @@ def notification(
         new_ids=frozenset(new_ids if new_ids is not None else [COUNTRY_ID]),
         created_ms=created_ms,
         resolve_timeout_ms=resolve_timeout_ms,
+        reviews=dict(reviews or {}),
     )
 
 

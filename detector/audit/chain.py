@@ -43,6 +43,7 @@ KINDS = (
     "signature",  # the Ed25519 signature of the record before it (detector.audit.signing)
     "silence",  # a silence created or expired (detector silence; chain "silences")
     "notification",  # a notification the router sent, and its outcome (chain "router/P")
+    "suspension",  # a model suspended or resumed (detector.audit.control; chain "control")
 )
 _FIELDS = ("audit", "chain", "seq", "kind", "at", "by", "body", "prev", "hash")
 

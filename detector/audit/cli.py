@@ -92,6 +92,23 @@ def _add_review(sub: Any) -> None:
         command.add_argument("--reason", required=True, metavar="TEXT", help="why")
         _connection_flags(command)
         command.set_defaults(func=_cmd_decide, action=action)
+    for action, text in (
+        ("suspend", "stop serving MODEL: a control event for its model servers; pages"),
+        ("resume", "serve MODEL again after a suspend"),
+    ):
+        command = commands.add_parser(
+            action,
+            help=text,
+            description="Publish a control event on the control topic (audit.control_topic, "
+            "default <alert_topic>.control; compacted, keyed by model) that model servers "
+            "watch, and record it in the audit log in the same transaction. The router pages "
+            "for a suspension (severity critical) and resolves the page at the resume.",
+        )
+        command.add_argument("model", metavar="MODEL")
+        command.add_argument("--by", required=True, metavar="NAME", help="who decides")
+        command.add_argument("--reason", required=True, metavar="TEXT", help="why")
+        _connection_flags(command)
+        command.set_defaults(func=_cmd_control, action=action)
     listing = commands.add_parser("list", help="the alerts of the audit log and their state")
     listing.add_argument("--model", help="only this model's alerts")
     listing.add_argument("--state", choices=STATES, help="only alerts in this state")
@@ -126,6 +143,29 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     print(
         f"alert {args.alert_id} {_DONE[args.action]} by {args.by} "
         f"(audit {topic}[{PARTITION}] offset {offset})"
+    )
+    return 0
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    from detector.audit.control import PARTITION, ControlError
+    from detector.kafka.audit import AuditLogError, append_suspension
+
+    settings = _settings(args)
+    topic = settings.audit.topic_for(settings.kafka)
+    control_topic = settings.audit.control_topic_for(settings.kafka)
+    if not args.by.strip():
+        raise UsageError("--by: name who decides")
+    try:
+        offset, _ = append_suspension(
+            settings.kafka, topic, control_topic, args.action, args.model, args.reason, args.by
+        )
+    except (ControlError, AuditLogError) as exc:
+        raise UsageError(str(exc)) from None
+    done = "suspended" if args.action == "suspend" else "resumed"
+    print(
+        f"model {args.model} {done} by {args.by} (control topic {control_topic}; "
+        f"audit {topic}[{PARTITION}] offset {offset})"
     )
     return 0
 

@@ -162,6 +162,7 @@ def append_record(
     writer: str,
     kind: str,
     make_body: Callable[[], dict[str, Any]],
+    companions: Callable[[dict[str, Any]], list[tuple[str, bytes, bytes]]] | None = None,
 ) -> tuple[int, bytes]:
     """Append one record to ``chain`` on audit ``partition``, from outside the sidecar
     (``detector review``, ``detector silence``): returns its offset and bytes.
@@ -169,7 +170,8 @@ def append_record(
     The producer's ``transactional.id`` is the chain's (``<group_id>.audit.<chain>``), so
     a concurrent writer of the same chain is fenced (its transaction aborted) before this
     one reads the chain's head and calls ``make_body`` (which may read the log, and raise to
-    write nothing)."""
+    write nothing). ``companions(record)`` gives (topic, key, value) records produced in the
+    same transaction: they and the audit record commit or abort together."""
     config = idempotent_producer_config(kafka, "drift-detector-audit-writer")
     config["transactional.id"] = f"{group_id}.audit.{chain}"
     producer = Producer(config)
@@ -188,6 +190,11 @@ def append_record(
         producer.produce(
             topic, record, key=chain.encode(), partition=partition, on_delivery=on_delivery
         )
+        if companions is not None:
+            import orjson
+
+            for other, key, value in companions(orjson.loads(record)):
+                producer.produce(other, value, key=key)
         producer.commit_transaction(WRITE_TIMEOUT_S)
     except KafkaException as exc:
         raise AuditLogError(f"writing to {topic}[{partition}]: {exc.args[0]}") from None
@@ -213,10 +220,49 @@ def append_decision(
     return append_record(kafka, kafka.group_id, topic, PARTITION, CHAIN, by, "review", body)
 
 
+def append_suspension(
+    kafka: KafkaSettings,
+    topic: str,
+    control_topic: str,
+    action: str,
+    model: str,
+    reason: str,
+    by: str,
+) -> tuple[int, bytes]:
+    """Suspend or resume ``model`` (``detector review suspend|resume``): the audit record
+    (chain ``control``) and the control event (``control_topic``, created compacted if
+    missing) in one transaction. ControlError when it does not apply."""
+    import orjson
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    from detector.audit.control import CHAIN, PARTITION, control_body, control_event, suspended
+    from detector.kafka.clients import admin_config
+    from detector.kafka.topics import create_topics, partition_counts
+
+    admin = AdminClient(admin_config(kafka, "drift-detector-control"))
+    if control_topic not in partition_counts(admin, [control_topic]):
+        compact = {"cleanup.policy": "compact"}
+        create_topics(admin, [NewTopic(control_topic, 1, replication_factor=-1, config=compact)])
+
+    def body() -> dict[str, Any]:
+        values = (value for _, _, value in read_log(kafka, topic, group_id=kafka.group_id))
+        return control_body(suspended(values), action, model, reason, control_topic)
+
+    def event(record: dict[str, Any]) -> list[tuple[str, bytes, bytes]]:
+        value = orjson.dumps(control_event(record, topic, PARTITION))
+        return [(control_topic, model.encode(), value)]
+
+    return append_record(
+        kafka, kafka.group_id, topic, PARTITION, CHAIN, by, "suspension", body, event
+    )
+
+
 __all__ = [
     "AuditLogError",
     "append_decision",
     "append_record",
+    "append_suspension",
     "audit_reader_config",
     "read_heads",
     "read_log",

@@ -11,6 +11,14 @@ alerts every integration has been told about, is resolved: each integration gets
 they are older than ``max_alert_age``) so that a redelivered alert is never announced as
 firing again; a new alert in the same group opens a new incident.
 
+People's decisions (``detector review``, read from the audit log: :meth:`Dispatcher.review`)
+act on the groups holding the alerts: a group whose alerts are all acknowledged (or
+resolved) is *acknowledged*: it is not repeated, and each integration in
+:data:`~detector.router.model.ACKNOWLEDGING` is sent one ``acknowledged`` notification
+(PagerDuty ``acknowledge``). A group whose alerts are all resolved by people is resolved at
+its next flush, as after ``resolve_timeout``. A new alert in an acknowledged group is
+announced as usual and makes the group open again; so does a ``reopen``.
+
 One notification per group and integration is in flight at a time. A notification that was
 accepted, or dead-lettered after its retries, counts as sent (the notification log, per
 integration: the ids it covered and when); an abandoned one (the router stopped) does not,
@@ -29,7 +37,14 @@ from typing import Any
 
 import orjson
 
-from detector.router.model import Integration, Notification, RoutedAlert, Status
+from detector.router.model import (
+    ACKNOWLEDGING,
+    Integration,
+    Notification,
+    Review,
+    RoutedAlert,
+    Status,
+)
 from detector.router.routes import Route
 
 STATE_VERSION = 1
@@ -46,6 +61,7 @@ class IntegrationLog:
     notified: set[str] = field(default_factory=set)  # alert ids covered by a sent notification
     last_sent_ms: int | None = None  # last firing notification sent (for repeat_interval)
     resolved_sent: bool = False
+    acknowledged_sent: bool = False  # told the group is acknowledged, since its last firing
 
 
 @dataclass(slots=True)
@@ -126,6 +142,8 @@ class Dispatcher:
         self._next_ticket = 1
         self._dirty: set[tuple[str, str]] = set()
         self._removed: dict[tuple[str, str], int] = {}  # slot -> home, for tombstones
+        #: People's decisions (alert id -> its review), from the audit log.
+        self.reviews: dict[str, Review] = {}
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -151,6 +169,27 @@ class Dispatcher:
             group.alerts[alert.alert_id] = alert
         return added
 
+    def review(self, alert_id: str, review: Review, now_ms: int) -> None:
+        """A person decided on ``alert_id``: the groups holding it are evaluated at once
+        (not before their ``group_wait``)."""
+        self.reviews[alert_id] = review
+        for group in self.groups.values():
+            if alert_id in group.alerts:
+                first = group.created_ms + group.route.group_wait_ms
+                group.next_flush_ms = max(min(group.next_flush_ms, now_ms), first)
+
+    def reviewed(self, group: Group) -> str:
+        """``resolved`` when people resolved every alert of the group's incident,
+        ``acknowledged`` when none is left open, else ``open``."""
+        states = {self._state(alert_id) for alert_id in group.alerts}
+        if states == {"resolved"}:
+            return "resolved"
+        return "open" if "open" in states or not states else "acknowledged"
+
+    def _state(self, alert_id: str) -> str:
+        review = self.reviews.get(alert_id)
+        return "open" if review is None else review.state
+
     def _open(self, group: Group, now_ms: int) -> None:
         group.created_ms = now_ms
         group.next_flush_ms = now_ms + group.route.group_wait_ms
@@ -173,11 +212,13 @@ class Dispatcher:
     def _flush(self, group: Group, now_ms: int) -> list[Dispatch]:
         integrations = self.integrations.get(group.route.receiver, ())
         resolve_at = group.last_alert_ms + self.resolve_timeout_ms
-        if not group.resolved and now_ms >= resolve_at and not group.in_flight:
-            told_all = all(group.alerts.keys() <= group.log(i.id).notified for i in integrations)
-            if told_all:
-                group.resolved = True
-                self._dirty.add(group.slot)
+        reviewed = self.reviewed(group)
+        timed_out = now_ms >= resolve_at and all(
+            group.alerts.keys() <= group.log(i.id).notified for i in integrations
+        )
+        if not group.resolved and not group.in_flight and (reviewed == "resolved" or timed_out):
+            group.resolved = True
+            self._dirty.add(group.slot)
         out: list[Dispatch] = []
         for integration in integrations:
             if integration.id in group.in_flight:
@@ -192,7 +233,14 @@ class Dispatcher:
                 log.last_sent_ms is not None
                 and now_ms >= log.last_sent_ms + group.route.repeat_interval_ms
             )
-            if new or repeat:
+            if new:
+                out.append(self._dispatch(group, integration, "firing", new, now_ms))
+            elif reviewed == "acknowledged":  # never repeated
+                if integration.kind in ACKNOWLEDGING and not log.acknowledged_sent:
+                    out.append(
+                        self._dispatch(group, integration, "acknowledged", frozenset(), now_ms)
+                    )
+            elif repeat:
                 out.append(self._dispatch(group, integration, "firing", new, now_ms))
         group.next_flush_ms = now_ms + group.route.group_interval_ms
         if not group.resolved and resolve_at > now_ms:
@@ -219,6 +267,9 @@ class Dispatcher:
             new_ids=new,
             created_ms=now_ms,
             resolve_timeout_ms=self.resolve_timeout_ms,
+            reviews={
+                a.alert_id: self.reviews[a.alert_id] for a in alerts if a.alert_id in self.reviews
+            },
         )
         ticket = self._next_ticket
         self._next_ticket += 1
@@ -244,7 +295,10 @@ class Dispatcher:
         log = group.log(entry.integration_id)
         if entry.status == "resolved":
             log.resolved_sent = True
+        elif entry.status == "acknowledged":
+            log.acknowledged_sent = True
         else:
+            log.acknowledged_sent = False
             log.notified |= entry.alert_ids
             log.last_sent_ms = now_ms
             if now_ms >= group.last_alert_ms + self.resolve_timeout_ms:
@@ -291,6 +345,8 @@ class Dispatcher:
         for group in self.groups.values():
             integrations = self.integrations.get(group.route.receiver, ())
             for alert in [*group.alerts.values(), *group.waiting.values()]:
+                if alert.offset < 0:
+                    continue  # not read from the alert topic (a suspension's page)
                 owed = alert.alert_id in group.waiting or any(
                     alert.alert_id not in group.log(i.id).notified for i in integrations
                 )
@@ -389,6 +445,7 @@ def encode_group(group: Group) -> bytes:
                 "notified": sorted(log.notified),
                 "last_sent_ms": log.last_sent_ms,
                 "resolved_sent": log.resolved_sent,
+                "acknowledged_sent": log.acknowledged_sent,
             }
             for integration_id, log in sorted(group.logs.items())
         },
@@ -429,6 +486,7 @@ def decode_group(value: bytes, routes: Mapping[str, Route]) -> Group | None:
                 notified={str(i) for i in entry["notified"]},
                 last_sent_ms=None if last is None else int(last),
                 resolved_sent=bool(entry["resolved_sent"]),
+                acknowledged_sent=bool(entry.get("acknowledged_sent", False)),
             )
     except StateRecordError:
         raise

@@ -30,7 +30,14 @@ LABEL_NAMES: tuple[str, ...] = (
 #: Kinds of receiver integration, as named in the config (``<kind>_configs``).
 IntegrationKind = Literal["slack", "pagerduty", "webhook", "alertmanager"]
 
-Status = Literal["firing", "resolved"]
+#: ``acknowledged``: a person acknowledged every alert of the group (``detector review
+#: ack``, docs/routing.md); only the integrations in :data:`ACKNOWLEDGING` are told.
+Status = Literal["firing", "acknowledged", "resolved"]
+
+#: Integrations told when a group is acknowledged: PagerDuty (``event_action``
+#: ``acknowledge``) and Slack (a message naming who and why). A webhook's and
+#: Alertmanager's formats have no such state.
+ACKNOWLEDGING: frozenset[str] = frozenset({"slack", "pagerduty"})
 
 
 class InvalidAlert(ValueError):
@@ -87,6 +94,17 @@ class RoutedAlert:
 
 
 @dataclass(frozen=True, slots=True)
+class Review:
+    """An alert's review state as people left it (the audit log's chain ``review``): the
+    last decision that set it, with who and why."""
+
+    state: str  # open, acknowledged, resolved
+    by: str
+    reason: str
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
 class Integration:
     """One entry of a receiver's ``<kind>_configs`` list, secrets resolved.
 
@@ -125,6 +143,9 @@ class Notification:
     new_ids: frozenset[str]
     created_ms: int  # when the router decided to send it (wall clock, epoch ms)
     resolve_timeout_ms: int  # for Alertmanager's endsAt
+    #: The reviews of the notification's alerts that people decided on (alert id ->
+    #: review); an ``acknowledged`` notification says who and why from them.
+    reviews: Mapping[str, Review] = field(default_factory=dict)
 
     @property
     def alert_ids(self) -> list[str]:

@@ -3,7 +3,9 @@
 One loop thread owns Kafka and the groups; one delivery worker per receiver integration
 sends (:mod:`detector.router.delivery`). Each loop turn:
 
-1. reads new silences (a compacted topic every instance reads whole);
+1. reads new silences (a compacted topic every instance reads whole) and people's
+   decisions (review decisions and suspensions, audit partition 0, read whole at start-up:
+   :mod:`detector.router.oversight`);
 2. consumes alerts (``read_committed``, its own consumer group) and gives each a verdict
    (:mod:`detector.router.intake`); unreadable records go to the dead-letter topic;
 3. flushes the groups whose time has come and hands their notifications to the workers;
@@ -49,6 +51,7 @@ from detector.kafka.clients import (
     reader_config,
 )
 from detector.kafka.deadletter import dead_letter
+from detector.kafka.follow import PartitionFollower
 from detector.kafka.output import (
     AtLeastOnceOutput,
     ChangelogEntry,
@@ -63,6 +66,7 @@ from detector.router.intake import Intake
 from detector.router.metrics import RouterMetrics
 from detector.router.model import Notification
 from detector.router.notify import build_notifier
+from detector.router.oversight import Oversight, Reviewed
 from detector.router.routes import Route
 from detector.router.settings import RouterKafkaSettings, RouterSettings, integrations
 from detector.router.silence_topic import SilenceReader, silences_topic_spec
@@ -165,6 +169,7 @@ class Router:
         #: audit topic, nothing recorded) and the chain router/<P> of each alert partition.
         self._audit_partitions: int | None = None
         self._audit_chains: dict[int, Chain] = {}
+        self.oversight = Oversight(settings.kafka.audit)
         self._writer = f"{settings.kafka.group_id}-{socket.gethostname()}"
         self._positions: dict[int, int] = {}  # alert partition -> next offset to read
         self._committed: dict[int, int] = {}
@@ -210,6 +215,17 @@ class Router:
         self._output = AtLeastOnceOutput(producer, kafka.state)
         reader = SilenceReader(kafka, self.silences)
         reader.catch_up()
+        decisions: PartitionFollower | None = None
+        if self._audit_partitions is not None:
+            decisions = PartitionFollower(
+                kafka,
+                kafka.audit,
+                0,
+                group_id=f"{kafka.group_id}.oversight",
+                client_id=f"{ROUTER_CLIENT_ID}-oversight",
+                on_record=self._oversee,
+            )
+            decisions.catch_up()
         notifiers = {
             integration.id: build_notifier(integration)
             for items in self.integrations.values()
@@ -253,6 +269,8 @@ class Router:
             while not self._stopping.is_set():
                 self.health.beat()
                 reader.poll(0.0)
+                if decisions is not None:
+                    decisions.poll(0.0)
                 messages = consumer.consume(num_messages=500, timeout=self._poll_timeout())
                 self._ingest(messages)
                 self._dispatch()
@@ -273,6 +291,8 @@ class Router:
             self._guarded_checkpoint()
             consumer.close()
             reader.close()
+            if decisions is not None:
+                decisions.close()
             self._output.close()
             self.health.set_joined(False)
         log.info("router stopped", **self.counts)
@@ -326,6 +346,40 @@ class Router:
                 log.debug("duplicate alert", **context)
             else:
                 log.info("alert grouped", **context)
+
+    def _oversee(self, message: Message) -> None:
+        """A record of audit partition 0: act on a review decision or a suspension."""
+        try:
+            record = orjson.loads(message.value() or b"")
+        except orjson.JSONDecodeError:
+            return  # not the router's to judge: `detector audit verify` reports it
+        change = self.oversight.apply(record, message.offset() or 0)
+        if change is None:
+            return
+        now = self._now_ms()
+        if isinstance(change, Reviewed):
+            self.dispatcher.review(change.alert_id, change.review, now)
+            log.info(
+                "alert reviewed",
+                alert_id=change.alert_id,
+                state=change.review.state,
+                by=change.review.by,
+            )
+            return
+        alert = change.alert
+        paged = 0 in self._positions and self.dispatcher.add(alert, now)
+        log.warning(
+            "model suspended",
+            model=alert.labels["model"],
+            alert_id=alert.alert_id,
+            paged=paged,
+        )
+
+    def _page_suspensions(self) -> None:
+        """The pages of the models suspended now (on taking alert partition 0, which holds
+        them; the ones its groups already know are duplicates)."""
+        for alert in self.oversight.suspensions.values():
+            self.dispatcher.add(alert, self._now_ms())
 
     def _dispatch(self) -> None:
         workers = self._require_workers()
@@ -520,6 +574,8 @@ class Router:
         for p in numbers:
             self.health.restored(kafka.alert_topic, p)
         self._open_chains(numbers)
+        if 0 in numbers:
+            self._page_suspensions()
         self.health.set_joined(True)
         consumer.assign(committed)
 

@@ -7,22 +7,20 @@ who, when and why. The topic is compacted, never deleted by time.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from detector.kafka.clients import admin_config, idempotent_producer_config, reader_config
+from detector.kafka.clients import admin_config, idempotent_producer_config
+from detector.kafka.follow import READ_TIMEOUT_S, PartitionFollower
 from detector.kafka.topics import TopicError, create_topics, partition_counts
 from detector.router.settings import RouterKafkaSettings
 from detector.router.silences import Silence, SilenceError, SilenceSet
 
 log = structlog.get_logger()
-
-READ_TIMEOUT_S = 60.0
 
 
 def silences_topic_spec(kafka: RouterKafkaSettings) -> NewTopic:
@@ -35,50 +33,44 @@ class SilenceReader:
     def __init__(self, kafka: RouterKafkaSettings, silences: SilenceSet) -> None:
         self.kafka = kafka
         self.silences = silences
-        self._consumer = Consumer(
-            reader_config(kafka, f"{kafka.group_id}.silences", "drift-router-silences")
+        self._follower = PartitionFollower(
+            kafka,
+            kafka.silences,
+            0,
+            group_id=f"{kafka.group_id}.silences",
+            client_id="drift-router-silences",
+            on_record=self._apply,
         )
-        self._consumer.assign([TopicPartition(kafka.silences, 0, 0)])
 
     def catch_up(self, timeout_s: float = READ_TIMEOUT_S) -> None:
         """Read to the end of the topic (at start-up, before any alert is judged)."""
-        deadline = time.monotonic() + timeout_s
-        while not self.poll(0.1):
-            if time.monotonic() > deadline:
-                raise TopicError(f"silences topic {self.kafka.silences!r} not readable to its end")
+        self._follower.catch_up(timeout_s)
 
     def poll(self, timeout_s: float = 0.0) -> bool:
         """Apply what arrived; True when the end of the topic was reached in this call."""
-        at_end = False
-        for message in self._consumer.consume(num_messages=500, timeout=timeout_s):
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    at_end = True
-                else:
-                    log.warning("silences read error", error=error.str())
-                continue
-            value = message.value()
-            if value is None:  # a tombstone: the silence is deleted
-                self.silences.remove((message.key() or b"").decode("utf-8", "replace"))
-                continue
-            try:
-                silence = Silence.from_json(value)
-            except SilenceError as exc:
-                log.warning("unreadable silence record", offset=message.offset(), error=str(exc))
-                continue
-            if self.silences.put(silence):
-                log.info(
-                    "silence updated",
-                    silence_id=silence.id,
-                    matchers=list(silence.matchers),
-                    ends_at_ms=silence.ends_at_ms,
-                    expired_by=silence.expired_by,
-                )
-        return at_end
+        return self._follower.poll(timeout_s)
+
+    def _apply(self, message: Message) -> None:
+        value = message.value()
+        if value is None:  # a tombstone: the silence is deleted
+            self.silences.remove((message.key() or b"").decode("utf-8", "replace"))
+            return
+        try:
+            silence = Silence.from_json(value)
+        except SilenceError as exc:
+            log.warning("unreadable silence record", offset=message.offset(), error=str(exc))
+            return
+        if self.silences.put(silence):
+            log.info(
+                "silence updated",
+                silence_id=silence.id,
+                matchers=list(silence.matchers),
+                ends_at_ms=silence.ends_at_ms,
+                expired_by=silence.expired_by,
+            )
 
     def close(self) -> None:
-        self._consumer.close()
+        self._follower.close()
 
 
 class SilenceTopic:

@@ -220,6 +220,18 @@ class TestPagerDuty:
         assert details["alert_ids"] == [AMOUNT_ID, COUNTRY_ID]
         assert incident.last_trigger["payload"]["severity"] == "critical"
 
+    def test_trigger_acknowledge_resolve(self, pagerduty_server: PagerDutyServer) -> None:
+        """A group people acknowledged, then resolved (detector review): one incident."""
+        for status in ("firing", "acknowledged", "resolved"):
+            assert deliver(self.notification(pagerduty_server, status=status))[1] == ACCEPTED
+        (incident,) = pagerduty_server.incidents
+        assert [e["event_action"] for e in incident.events] == [
+            "trigger",
+            "acknowledge",
+            "resolve",
+        ]
+        assert incident.status == "resolved"
+
     def test_a_trigger_after_resolve_opens_a_new_incident(
         self, pagerduty_server: PagerDutyServer
     ) -> None:

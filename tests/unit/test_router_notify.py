@@ -21,6 +21,7 @@ from detector.router.model import (
     Integration,
     IntegrationKind,
     Outcome,
+    Review,
     RoutedAlert,
 )
 from detector.router.notify import (
@@ -215,6 +216,28 @@ class TestSlack:
             "channel": "#ml-alerts",
         }
 
+    def test_acknowledged_payload_says_who_and_why(self) -> None:
+        reviews = {
+            AMOUNT_ID: Review("acknowledged", "ana", "retraining <today>", "t"),
+            COUNTRY_ID: Review("acknowledged", "ana", "retraining <today>", "t"),
+        }
+        n = notification("slack", SLACK_URL, status="acknowledged", reviews=reviews)
+        blocks = body_of(SlackNotifier(n.integration).request(n).body)["blocks"]
+        assert blocks[0]["text"]["text"] == (
+            "[ACKNOWLEDGED:2] fraud (model version 2026-11-01): drift"
+        )
+        assert blocks[1] == {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": "*Acknowledged* by ana: retraining &lt;today&gt; (2 alerts)",
+            },
+        }
+        assert blocks[2] == {
+            "type": "context",
+            "elements": [{"type": "plain_text", "text": IDS_TEXT}],
+        }
+
     def test_resolved_payload_says_resolved_and_names_the_ids(self) -> None:
         n = notification("slack", SLACK_URL, status="resolved")
         assert body_of(SlackNotifier(n.integration).request(n).body) == {
@@ -380,6 +403,14 @@ class TestPagerDuty:
         assert body_of(PagerDutyNotifier(n.integration).request(n).body) == {
             "routing_key": ROUTING_KEY,
             "event_action": "resolve",
+            "dedup_key": "e391fef4bf1f46e1979af55691a717ca",
+        }
+
+    def test_acknowledge_payload(self) -> None:
+        n = notification("pagerduty", PD_URL, status="acknowledged", options=self.options)
+        assert body_of(PagerDutyNotifier(n.integration).request(n).body) == {
+            "routing_key": ROUTING_KEY,
+            "event_action": "acknowledge",
             "dedup_key": "e391fef4bf1f46e1979af55691a717ca",
         }
 

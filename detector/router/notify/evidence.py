@@ -224,13 +224,17 @@ def _unique(values: Iterable[str]) -> list[str]:
 
 
 def title(notification: Notification) -> str:
-    """``[FIRING:3] fraud (model version 2026-11-01): drift`` or ``[RESOLVED] ...``."""
+    """``[FIRING:3] fraud (model version 2026-11-01): drift``, ``[ACKNOWLEDGED:3] ...`` or
+    ``[RESOLVED] ...``."""
     alerts = notification.alerts
     models = _unique(alert.labels.get("model", "") for alert in alerts) or _unique(
         [notification.group_labels.get("model", "")]
     )
     versions = _unique(alert.labels.get("model_version", "") for alert in alerts)
-    state = f"[FIRING:{len(alerts)}]" if notification.status == "firing" else "[RESOLVED]"
+    state = {
+        "firing": f"[FIRING:{len(alerts)}]",
+        "acknowledged": f"[ACKNOWLEDGED:{len(alerts)}]",
+    }.get(notification.status, "[RESOLVED]")
     text = f"{state} {', '.join(models) or '?'}"
     if len(versions) == 1:
         text += f" (model version {versions[0]})"

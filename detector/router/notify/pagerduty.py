@@ -13,6 +13,8 @@ firing notification of a group updates the same incident and the resolved one cl
   ids are always all there.
 * resolve: ``routing_key``, ``event_action`` and ``dedup_key`` only (PagerDuty ignores
   anything else on a resolve; the trigger named the ids).
+* acknowledge (a person acknowledged every alert of the group: ``detector review ack``):
+  the same three fields, ``event_action`` ``acknowledge``.
 
 Answers: 202 accepted; 429 retryable (``Retry-After`` when given); 5xx retryable; 400
 (``invalid event``) and other 4xx permanent.
@@ -37,6 +39,7 @@ from detector.router.notify.evidence import (
 MAX_BODY_BYTES = 512 * 1024
 MAX_SUMMARY_CHARS = 1024
 CLIENT = "drift-detector"
+_ACTIONS = {"resolved": "resolve", "acknowledged": "acknowledge"}
 DEFAULT_SOURCE = "drift-detector"
 
 
@@ -57,10 +60,10 @@ class PagerDutyNotifier(JsonNotifier):
         self.max_body_bytes = max_body_bytes
 
     def payload(self, notification: Notification) -> dict[str, Any]:
-        if notification.status == "resolved":
+        if notification.status != "firing":
             return {
                 "routing_key": self.routing_key,
-                "event_action": "resolve",
+                "event_action": _ACTIONS[notification.status],
                 "dedup_key": notification.dedup_key,
             }
         alerts = notification.alerts

@@ -6,6 +6,8 @@ block (the :func:`~detector.router.notify.evidence.title`), then
 * firing: one ``section`` per alert (feature, drift type, severity, reference vs current,
   effect size, trigger coordinates; ``new`` when no earlier notification named it);
 * resolved: one ``section`` saying which alerts are resolved;
+* acknowledged (people acknowledged every alert: ``detector review ack``): one ``section``
+  naming who acknowledged and why, one line per reviewer and reason;
 
 and ``context`` blocks naming every alert id (``alert ids: a, b, c``). Slack's limits are
 kept: at most 50 blocks (alerts beyond what fits are summarised in one section, their ids
@@ -33,6 +35,7 @@ from detector.router.notify.evidence import (
     effect_text,
     evidence_row,
     headline,
+    one_line,
     severity_counts,
     title,
 )
@@ -138,6 +141,8 @@ class SlackNotifier(JsonNotifier):
         contexts = context_blocks(ids, MAX_BLOCKS - 2)  # header, one section
         if notification.status == "resolved":
             body = [self._resolved_section(notification)]
+        elif notification.status == "acknowledged":
+            body = [self._acknowledged_section(notification)]
         else:
             body = self._firing_sections(notification, MAX_BLOCKS - 1 - len(contexts))
         payload: dict[str, Any] = {
@@ -155,6 +160,20 @@ class SlackNotifier(JsonNotifier):
             f"*Resolved*: {n} alert{'s' if n != 1 else ''} no longer firing: "
             f"{escape(digest(notification.alerts))}"
         )
+
+    @staticmethod
+    def _acknowledged_section(notification: Notification) -> dict[str, Any]:
+        """``*Acknowledged* by ana: on it (2 alerts)``: each reviewer and reason once."""
+        counts: dict[tuple[str, str], int] = {}
+        for review in notification.reviews.values():
+            key = (one_line(review.by), one_line(review.reason))
+            counts[key] = counts.get(key, 0) + 1
+        lines = [
+            f"*Acknowledged* by {escape(by)}: {escape(reason)}"
+            + (f" ({n} alerts)" if n > 1 else "")
+            for (by, reason), n in counts.items()
+        ]
+        return _section("\n".join(lines) or "*Acknowledged*")
 
     @staticmethod
     def _firing_sections(notification: Notification, room: int) -> list[dict[str, Any]]:
