@@ -117,6 +117,7 @@ def _add_review(sub: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
+    """The config, as ``detector run`` reads it."""
     from detector.config import load_settings
 
     overrides: dict[tuple[str, ...], Any] = {("kafka", "bootstrap_servers"): args.bootstrap_servers}
@@ -265,11 +266,9 @@ def _checker(public_key: str | None) -> Any:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from detector.audit.chain import verify
-    from detector.config import load_settings
     from detector.kafka.audit import AuditLogError, read_log
 
-    overrides: dict[tuple[str, ...], Any] = {("kafka", "bootstrap_servers"): args.bootstrap_servers}
-    settings = load_settings(args.config, overrides=overrides)
+    settings = _settings(args)
     topic = args.topic or settings.audit.topic_for(settings.kafka)
     start, end = _time("--from", args.start), _time("--to", args.end)
     checker = _checker(args.public_key)

@@ -96,7 +96,7 @@ def test_decisions_acknowledge_resolve_and_suspend(
 
         capsys.readouterr()
         assert main(["review", "suspend", "fraud", "--by", "bo", "--reason", "bias", *where]) == 0
-        said = capsys.readouterr().out.splitlines()[-1]
+        said = capsys.readouterr().out.splitlines()[-1]  # after a "topic created" log line
         assert said.startswith("model fraud suspended by bo (control topic ")
         before = len(pagerduty_server.accepted)
         (page,) = pagerduty_server.wait_for(before + 1, timeout=60)[before:]
