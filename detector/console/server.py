@@ -4,60 +4,25 @@ served, :func:`detector.ops.health.bind`), each request handed to
 
 from __future__ import annotations
 
-import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import structlog
 
 from detector.console.app import MAX_BODY, Console, Request, Response
-from detector.ops.health import bind
+from detector.ops.health import ThreadedServer
 
 log = structlog.get_logger()
 
 
-class ConsoleServer:
+class ConsoleServer(ThreadedServer):
     """``console`` on ``host``:``port`` (bound in the constructor; 0: a free port)."""
+
+    thread_name = "console"
 
     def __init__(self, console: Console, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.console = console
-        self._server = bind(host, port, _handler(console))
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host = str(self._server.server_address[0])
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.2)
-
-    def shutdown(self) -> None:
-        """Stop serve_forever (from another thread or a signal handler's thread)."""
-        self._server.shutdown()
-
-    def start(self) -> None:
-        """Serve in a daemon thread (tests)."""
-        self._thread = threading.Thread(target=self.serve_forever, name="console", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> ConsoleServer:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
+        super().__init__(host, port, _handler(console))
 
 
 def _handler(console: Console) -> type[BaseHTTPRequestHandler]:

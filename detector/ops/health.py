@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import orjson
 import structlog
@@ -248,25 +248,16 @@ def bind(host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> Threadi
     return server_class((host, port), handler)
 
 
-class HttpServer:
-    """``GET /healthz``, ``/readyz`` and ``/metrics`` on ``host``:``port``, in a daemon thread.
+class ThreadedServer:
+    """A bound :func:`bind` server served in a daemon thread: ``start``/``stop`` (or a
+    ``with`` block), ``serve_forever``/``shutdown`` to serve on the caller's thread. The
+    socket is bound in the constructor (so a busy port fails at start-up, and ``port`` is
+    known at once); ``port=0`` picks a free port. ``/healthz`` and the review console."""
 
-    The socket is bound in the constructor (so a busy port fails at start-up, and ``port`` is
-    known at once); ``port=0`` picks a free port. Note that ``server.port: 0`` in the config
-    means "no HTTP endpoint": the runner then does not build an HttpServer at all.
-    """
+    thread_name = "detector-http"
 
-    def __init__(
-        self,
-        health: Health,
-        metrics: MetricsSource | None = None,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-    ) -> None:
-        self.health = health
-        self.metrics = metrics
-        self._server = bind(host, port, self._handler_class())
+    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = bind(host, port, handler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -282,14 +273,18 @@ class HttpServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    def serve_forever(self) -> None:
+        self._server.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        """Stop serve_forever (from another thread or a signal handler's thread)."""
+        self._server.shutdown()
+
     def start(self) -> None:
         if self._thread is not None:
             return
         self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="detector-http",
-            daemon=True,
+            target=self.serve_forever, name=self.thread_name, daemon=True
         )
         self._thread.start()
 
@@ -301,12 +296,32 @@ class HttpServer:
             self._thread = None
         self._server.server_close()
 
-    def __enter__(self) -> HttpServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+class HttpServer(ThreadedServer):
+    """``GET /healthz``, ``/readyz`` and ``/metrics`` on ``host``:``port``, in a daemon thread.
+
+    Note that ``server.port: 0`` in the config means "no HTTP endpoint": the runner then does
+    not build an HttpServer at all.
+    """
+
+    def __init__(
+        self,
+        health: Health,
+        metrics: MetricsSource | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.health = health
+        self.metrics = metrics
+        super().__init__(host, port, self._handler_class())
 
     def respond(self, path: str) -> tuple[int, str, bytes]:
         """(status, content type, body) for a GET of ``path``; the handler's logic, testable."""
