@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from detector.log import default_to_stderr
+
+    default_to_stderr()
     try:
         code: int = args.func(args)
     except ConfigError as exc:

@@ -152,12 +152,22 @@ class AuditSettings(_Strict):
     #: Where ``detector review suspend|resume`` publishes the control events a model
     #: server watches (default ``<kafka.alert_topic>.control``; compacted, keyed by model).
     control_topic: str | None = None
+    #: The state archive (default ``<kafka.alert_topic>.archive``; not compacted, kept
+    #: ``retention_days``, partitioned as the input): a snapshot of each input partition's
+    #: whole detector state, with the input offset it covers, at the first checkpoint after
+    #: an assignment or a reload and then every ``archive_interval_s`` (0: every checkpoint),
+    #: for ``detector reproduce``.
+    archive_topic: str | None = None
+    archive_interval_s: float = Field(3600.0, ge=0.0)
 
     def topic_for(self, kafka: KafkaSettings) -> str:
         return self.topic or f"{kafka.alert_topic}.audit"
 
     def control_topic_for(self, kafka: KafkaSettings) -> str:
         return self.control_topic or f"{kafka.alert_topic}.control"
+
+    def archive_topic_for(self, kafka: KafkaSettings) -> str:
+        return self.archive_topic or f"{kafka.alert_topic}.archive"
 
 
 class Settings(_Strict):

@@ -85,6 +85,28 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+class _Stderr:
+    """``sys.stderr`` as it is at each write, not when logging was configured (a test's
+    capture, or a command that swaps it, is followed)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return _is_tty(sys.stderr)
+
+
+def default_to_stderr() -> None:
+    """Until :func:`configure_logging` is called, log to standard error, not structlog's
+    default standard output: the commands that do not configure logging (``detector
+    review``, ``audit``, ``reproduce``) print their answer on standard output alone."""
+    if not structlog.is_configured():
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _Stderr())))
+
+
 class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the stdlib handler installed here, so reconfiguring replaces only it."""
 

@@ -272,5 +272,11 @@ def kafka(bootstrap_servers: str) -> KafkaHelper:
 
 
 @pytest.fixture(scope="session")
+def session_kafka(bootstrap_servers: str) -> KafkaHelper:
+    """The same helper, for module-scoped fixtures (one sidecar run shared by tests)."""
+    return KafkaHelper(bootstrap_servers)
+
+
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent

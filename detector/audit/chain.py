@@ -44,6 +44,7 @@ KINDS = (
     "silence",  # a silence created or expired (detector silence; chain "silences")
     "notification",  # a notification the router sent, and its outcome (chain "router/P")
     "suspension",  # a model suspended or resumed (detector.audit.control; chain "control")
+    "state_archived",  # a partition's whole state written to the state archive, and its digest
 )
 _FIELDS = ("audit", "chain", "seq", "kind", "at", "by", "body", "prev", "hash")
 

@@ -64,6 +64,21 @@ def add_commands(sub: Any) -> None:
     )
     export.set_defaults(func=_cmd_export)
     _add_review(sub)
+    reproduce = sub.add_parser(
+        "reproduce",
+        help="re-derive an alert from Kafka: archived state, recorded config, input events",
+        description="Find ALERT_ID in the audit log, take the config in force at it (by its "
+        "hash), restore the newest archived state of its input partition at or before the "
+        "trigger (audit.archive_topic), replay the input partition (and its labels partition) "
+        "up to the trigger, and compare the alert that comes out with the recorded one "
+        "(every field but emitted_at). Exit 0 when it is the same alert, 1 when it differs "
+        "or does not come out, 2 when something the replay needs is missing (the message "
+        "says what).",
+    )
+    reproduce.add_argument("alert_id", metavar="ALERT_ID")
+    _connection_flags(reproduce)
+    reproduce.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    reproduce.set_defaults(func=_cmd_reproduce)
 
 
 def _connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -342,3 +357,101 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 __all__ = ["add_commands", "within"]
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    import orjson
+
+    from detector.audit.reproduce import ReproduceError, plan, replay
+    from detector.core.state import river_version
+    from detector.kafka.archive import ArchiveError, read_snapshot, replay_records
+    from detector.kafka.audit import AuditLogError, read_log
+
+    settings = _settings(args)
+    kafka = settings.kafka
+    audit_topic = settings.audit.topic_for(kafka)
+
+    def records() -> Iterator[dict[str, Any]]:
+        for _, _, value in read_log(kafka, audit_topic, group_id=kafka.group_id):
+            try:
+                doc = orjson.loads(value or b"")
+            except orjson.JSONDecodeError:
+                continue  # verify reports it; it is no alert, config or snapshot
+            if isinstance(doc, dict):
+                yield doc
+
+    try:
+        found = plan(records(), args.alert_id)
+        origin = found.origin
+        entries: dict[str, bytes] = {}
+        if origin.snapshot is not None:
+            entries = read_snapshot(
+                kafka,
+                settings.audit.archive_topic_for(kafka),
+                found.partition,
+                origin.snapshot,
+                origin.entries,
+                origin.at_ms,
+            )
+        recorded_kafka = found.config.get("kafka") or {}
+        labels_topic = recorded_kafka.get("labels_topic") or None
+        stream = replay_records(
+            kafka,
+            str(found.alert["trigger"]["topic"]),
+            found.partition,
+            origin.input_offset,
+            found.input_stop,
+            labels_topic,
+            origin.labels_offset,
+            found.label_offset,
+        )
+        outcome = replay(found, entries, stream)
+    except (ReproduceError, ArchiveError, AuditLogError) as exc:
+        raise UsageError(f"cannot reproduce {args.alert_id}: {exc}") from None
+    alert = found.alert
+    river_now = river_version()
+    if args.json:
+        doc = {
+            "alert_id": alert["alert_id"],
+            "reproduced": outcome.reproduced,
+            "differences": list(outcome.differences),
+            "partition": found.partition,
+            "trigger_offset": found.trigger_offset,
+            "config_hash": found.config_hash,
+            "origin": {
+                "snapshot": origin.snapshot,
+                "input_offset": origin.input_offset,
+                "labels_offset": origin.labels_offset,
+                "entries": origin.entries,
+            },
+            "events": outcome.events,
+            "labels": outcome.labels,
+            "river": {"recorded": found.river, "now": river_now},
+            "replayed": outcome.replayed,
+        }
+        print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+        return 0 if outcome.reproduced else 1
+    print(
+        f"alert    {alert['alert_id']}: {alert['drift_type']} drift on "
+        f"{alert['model']}/{alert['feature']}, input partition {found.partition} offset "
+        f"{found.trigger_offset}"
+    )
+    print(f"config   {found.config_hash} (in force at the alert)")
+    print(f"from     {origin.describe()}" + (", digest verified" if origin.digest else ""))
+    print(
+        f"replayed {outcome.events} events from input offset {origin.input_offset}"
+        + (f" and {outcome.labels} labels" if outcome.labels else "")
+    )
+    if found.river is not None and found.river != river_now:
+        print(f"note     recorded with River {found.river}, replayed with River {river_now}")
+    if outcome.replayed is None:
+        print("result   NOT reproduced: no alert with this id came out of the replay")
+        return 1
+    if outcome.differences:
+        print("result   NOT reproduced: differs in " + ", ".join(outcome.differences))
+        for name in outcome.differences:
+            print(f"  recorded {name}: {orjson.dumps(alert.get(name)).decode()}")
+            print(f"  replayed {name}: {orjson.dumps(outcome.replayed.get(name)).decode()}")
+        return 1
+    print("result   reproduced: the same alert_id and evidence (every field but emitted_at)")
+    return 0

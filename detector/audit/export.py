@@ -53,6 +53,56 @@ def within(at: str, start: datetime | None, end: datetime | None) -> bool:
     return (start is None or stamp >= start) and (end is None or stamp < end)
 
 
+def _coverage(history: History, model: str, start: datetime | None, end: datetime | None) -> str:
+    """The model's label coverage, accuracy and consumer lag at each archived snapshot
+    (``state_archived`` records): coverage is the share of its events since the snapshot
+    before (of the same input partition) whose labels arrived since."""
+    from detector.tuning.report import escape, number_text, percent
+
+    rows: list[list[str]] = []
+    previous: dict[int | None, dict[str, Any]] = {}
+    for snap in history.snapshots_of(model):
+        counts = snap.models[model]
+        before = previous.get(snap.partition)
+        previous[snap.partition] = counts
+        if not within(snap.at, start, end):
+            continue
+        events, labelled = counts.get("events"), counts.get("labelled")
+        coverage = None
+        if before is not None and type(events) is int and type(labelled) is int:
+            new_events = events - int(before.get("events") or 0)
+            new_labels = labelled - int(before.get("labelled") or 0)
+            coverage = new_labels / new_events if new_events > 0 else None
+        rows.append(
+            [
+                f"<span class='mono'>{escape(snap.at)}</span>",
+                escape(str(snap.partition)),
+                escape(number_text(events)),
+                escape(number_text(labelled)),
+                escape(percent(coverage)) if coverage is not None else "",
+                escape(percent(counts.get("accuracy"))),
+                escape(percent(counts.get("estimated_accuracy"))),
+                escape(number_text(snap.lag)),
+            ]
+        )
+    headers = [
+        "archived at",
+        "input partition",
+        "events",
+        "labelled",
+        "labels since the one before",
+        "accuracy (last window)",
+        "estimated accuracy",
+        "consumer lag (events)",
+    ]
+    return "<h4>At each archived state</h4>" + _table(
+        headers,
+        rows,
+        "coverage",
+        "No archived state of this model in the period (audit.archive_interval_s).",
+    )
+
+
 # -- gaps in monitoring --------------------------------------------------------------------
 
 
@@ -504,10 +554,10 @@ def _model_section(history: History, period: Period, model: str, index: int) -> 
             headers,
             rows,
             "performance",
-            "No performance alert in the period: the log holds labelled-window counts and "
-            "accuracy only in performance alerts (the gauges are in /metrics).",
+            "No performance alert in the period.",
         )
     )
+    out.append(_coverage(history, model, start, end))
     # Gaps.
     partitions = sorted({a.alert.get("trigger", {}).get("partition") for a in every} - {None})
     rows = [

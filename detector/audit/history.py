@@ -114,8 +114,22 @@ class Suspension:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """A partition's state archived (kind ``state_archived``): what it said of each model
+    (``events``, ``labelled``, ``accuracy``, ``estimated_accuracy``) and how far the
+    partition's consumer was behind the input (``lag``, events; None: unknown)."""
+
+    at: str
+    chain: str
+    partition: int | None
+    input_offset: int | None
+    lag: int | None
+    models: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class OtherRecord:
-    """A record of a kind this module does not read (``state_snapshot``, later kinds)."""
+    """A record of a kind this module does not read (later kinds)."""
 
     at: str
     by: str
@@ -196,6 +210,7 @@ class History:
     configs: list[ConfigRecord] = field(default_factory=list)
     starts_stops: dict[str, list[StartStop]] = field(default_factory=dict)
     suspensions: list[Suspension] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
     other: list[OtherRecord] = field(default_factory=list)
     chains: dict[str, ChainSpan] = field(default_factory=dict)
 
@@ -226,6 +241,14 @@ class History:
 
     def suspensions_of(self, model: str) -> list[Suspension]:
         return [s for s in self.suspensions if s.model == model]
+
+    def snapshots_of(self, model: str) -> list[Snapshot]:
+        """The archived snapshots whose state holds the model, in recorded order."""
+        return [s for s in self.snapshots if model in s.models]
+
+
+def _int(value: Any) -> int | None:
+    return value if type(value) is int else None
 
 
 def history_of(values: Iterable[bytes | None]) -> History:
@@ -285,6 +308,20 @@ def _add(history: History, reviews: Reviews, record: dict[str, Any]) -> None:
                 at, by, str(body.get("action")), str(body.get("model")), str(body.get("reason"))
             )
         )
+    elif kind == "state_archived":
+        models = body.get("models")
+        history.snapshots.append(
+            Snapshot(
+                at,
+                chain,
+                _int(body.get("partition")),
+                _int(body.get("input_offset")),
+                _int(body.get("lag")),
+                {str(k): v for k, v in models.items() if isinstance(v, dict)}
+                if isinstance(models, dict)
+                else {},
+            )
+        )
     elif kind not in _KNOWN:
         history.other.append(OtherRecord(at, by, chain, record.get("seq"), kind, body))
     if kind in ("partition_assigned", "config") and isinstance(body.get("config_hash"), str):
@@ -324,6 +361,7 @@ __all__ = [
     "Notification",
     "OtherRecord",
     "Silence",
+    "Snapshot",
     "StartStop",
     "Suspension",
     "history_of",

@@ -979,6 +979,15 @@ class PartitionDetectors:
             entries.update(self.join.snapshot())
         return entries
 
+    def archive(self) -> dict[str, bytes]:
+        """Every key's entry as it stands (no tombstones): the whole state, as a restore of
+        the changelog would read it back, for the state archive (docs/audit.md). What the
+        next :meth:`snapshot` writes is unchanged."""
+        entries = {model: encode_model(self.models[model]) for model in sorted(self.models)}
+        if self.join is not None:
+            entries.update(self.join.entries())
+        return entries
+
     @classmethod
     def restore(
         cls,

@@ -359,16 +359,31 @@ class LabelJoin:
             key = f"{KEY_PREFIX}{chunk_no}"
             entries[key] = None if not chunk else encode_chunk(chunk)
         if self.meta_dirty or self.dirty:
-            entries[META_KEY] = orjson.dumps(
-                {
-                    "format": JOIN_FORMAT,
-                    "next_seq": self.next_seq,
-                    "watermark_ms": self.watermark_ms,
-                    "operations": self.operations,
-                }
-            )
+            entries[META_KEY] = self._meta()
         self.dirty.clear()
         self.meta_dirty = False
+        return entries
+
+    def _meta(self) -> bytes:
+        return orjson.dumps(
+            {
+                "format": JOIN_FORMAT,
+                "next_seq": self.next_seq,
+                "watermark_ms": self.watermark_ms,
+                "operations": self.operations,
+            }
+        )
+
+    def entries(self) -> dict[str, bytes]:
+        """Every chunk and the meta record as they stand (what a restore of the changelog
+        would read back), for the state archive; leaves what :meth:`snapshot` writes next
+        unchanged."""
+        entries = {
+            f"{KEY_PREFIX}{chunk_no}": encode_chunk(chunk)
+            for chunk_no, chunk in sorted(self.chunks.items())
+            if chunk
+        }
+        entries[META_KEY] = self._meta()
         return entries
 
     @classmethod

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from detector.audit.chain import Chain, Head, head_of
 from detector.config import KafkaClientSettings, KafkaSettings
 from detector.kafka.clients import idempotent_producer_config, reader_config
+from detector.kafka.follow import messages_to_end
 
 log = structlog.get_logger()
 
@@ -46,33 +47,9 @@ def _read_to_end(
     timeout_s: float,
     beat: Callable[[], None],
 ) -> Iterator[tuple[int, int, bytes | None]]:
-    """(partition, offset, value) of each record until the end of every partition (an
-    end-of-partition event at the high watermark of the fetch responses)."""
-    remaining = set(partitions)
-    started = time.monotonic()
-    while remaining:
-        beat()
-        for message in consumer.consume(num_messages=1000, timeout=0.05):
-            partition = message.partition() or 0
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    _, high = consumer.get_watermark_offsets(
-                        TopicPartition(topic, partition), cached=True
-                    )
-                    if (message.offset() or 0) >= high:
-                        remaining.discard(partition)
-                    continue
-                if error.fatal() or not error.retriable():
-                    raise AuditLogError(f"reading {topic}[{partition}]: {error.str()}")
-                continue
-            yield partition, message.offset() or 0, message.value()
-        if remaining and time.monotonic() - started > timeout_s:
-            raise AuditLogError(
-                f"audit topic {topic} not readable to its end within {timeout_s:.0f} s "
-                f"(partitions {sorted(remaining)}): an open transaction of a previous owner "
-                "has not finished"
-            )
+    """(partition, offset, value) of each record until the end of every partition."""
+    for message in messages_to_end(consumer, topic, partitions, timeout_s, AuditLogError, beat):
+        yield message.partition() or 0, message.offset() or 0, message.value()
 
 
 def read_heads(

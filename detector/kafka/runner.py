@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -45,10 +46,11 @@ from confluent_kafka.admin import AdminClient
 
 from detector.alerts import alert_key, build_alert, encode_alert
 from detector.audit.chain import Chain
-from detector.audit.content import config_body, versions
+from detector.audit.content import archive_body, config_body, versions
 from detector.config import ConfigError, Settings, load_settings
 from detector.core.engine import PartitionDetectors
 from detector.core.records import BatchResult
+from detector.kafka.archive import archive_headers
 from detector.kafka.audit import read_heads
 from detector.kafka.changelog import (
     INPUT_OFFSET_HEADER,
@@ -148,6 +150,10 @@ class Sidecar:
         self._audit_topic = settings.audit.topic_for(settings.kafka)
         self._signer = _signer(settings)
         self._signed: dict[int, str] = {}  # partition -> the head hash last signed
+        #: The state archive (docs/audit.md): when each partition was last archived.
+        self._archive_topic = settings.audit.archive_topic_for(settings.kafka)
+        #: Per partition: when, and at which input and labels offsets.
+        self._archived: dict[int, tuple[float, int, int | None]] = {}
 
     def stop(self) -> None:
         self._stopping.set()
@@ -170,6 +176,7 @@ class Sidecar:
         self.settings = self.settings.model_copy(update={"detection": fresh.detection})
         reset = sum(state.reconfigure(fresh.detection) for state in self._states.values())
         log.info("configuration reloaded", detection_monitors_reset=reset)
+        self._archived.clear()  # archive under the new config at the next checkpoint
         for partition in sorted(self._chains):
             self._audit(partition, "config", {"reason": "reload", **config_body(self.settings)})
 
@@ -197,7 +204,7 @@ class Sidecar:
         plan = ensure_topics(
             self._admin,
             kafka,
-            self._audit_topic if audit.enabled else None,
+            (self._audit_topic, self._archive_topic) if audit.enabled else (),
             audit.retention_days,
         )
         self._output = make_output(self._producer_factory(producer_config(kafka)), kafka)
@@ -377,6 +384,7 @@ class Sidecar:
             return
         kafka = self.settings.kafka
         started = time.monotonic()
+        self._archive()
         self._sign_heads()
         changelog: list[ChangelogEntry] = []
         for partition, state in sorted(self._states.items()):
@@ -425,6 +433,48 @@ class Sidecar:
             seconds=round(self._last_checkpoint - started, 4),
         )
 
+    def _archive(self) -> None:
+        """Each changed partition's whole state to the state archive, with its audit
+        record, when due: at the first checkpoint after an assignment, a rewind or a
+        reload, then every ``audit.archive_interval_s`` (in the checkpoint's transaction:
+        the snapshot covers exactly the input offset committed with it)."""
+        interval = self.settings.audit.archive_interval_s
+        now = time.monotonic()
+        for partition in sorted(self._pending):
+            position = self._positions.get(partition)
+            labels_position = self._label_positions.get(partition)
+            last = self._archived.get(partition)
+            if position is None or partition not in self._chains:
+                continue
+            if last is not None and (
+                now - last[0] < interval or last[1:] == (position, labels_position)
+            ):
+                continue  # not due, or nothing consumed since
+            entries = self._states[partition].archive()
+            snapshot = uuid.uuid4().hex
+            headers = archive_headers(snapshot, position, labels_position)
+            output = self._require_output()
+            for key, value in entries.items():
+                output.produce(
+                    self._archive_topic, value, key.encode(), headers, partition=partition
+                )
+            tp = TopicPartition(self.settings.kafka.input_topic, partition)
+            high = self._require_consumer().get_watermark_offsets(tp, cached=True)[1]
+            state = self._states[partition]
+            lag = high - position if high >= 0 else None
+            body = archive_body(
+                partition, snapshot, position, labels_position, entries, state.models, lag
+            )
+            self._audit(partition, "state_archived", body)
+            self._archived[partition] = (now, position, labels_position)
+            log.info(
+                "state archived",
+                partition=partition,
+                input_offset=position,
+                entries=len(entries),
+                bytes=body["bytes"],
+            )
+
     def _rewind(self, reason: str) -> None:
         """Drop the uncommitted work: back to the committed offsets and changelog state."""
         self._rewinds += 1
@@ -469,6 +519,7 @@ class Sidecar:
         for partition, state in restored.items():
             state.set_max_message_bytes(self.settings.kafka.max_message_bytes)
             self._states[partition] = state
+            self._archived.pop(partition, None)
             self._positions.pop(partition, None)
             offset = offsets[partition]
             if offset is not None:
@@ -612,6 +663,7 @@ class Sidecar:
             self._pending.discard(partition)
             self._chains.pop(partition, None)
             self._signed.pop(partition, None)
+            self._archived.pop(partition, None)
 
     def _require_consumer(self) -> Consumer:
         if self._consumer is None:

@@ -6,6 +6,7 @@ input partition ``p`` lives in changelog partition ``p``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -77,14 +78,14 @@ def create_topics(admin: AdminClient, topics: list[NewTopic]) -> list[str]:
 def ensure_topics(
     admin: AdminClient,
     kafka: KafkaSettings,
-    audit_topic: str | None = None,
+    audit_topics: Sequence[str] = (),
     audit_retention_days: int = 400,
 ) -> TopicPlan:
-    """Check the input topic, create alert, dead-letter, changelog and (``audit_topic``)
-    audit topics if needed."""
+    """Check the input topic, create alert, dead-letter, changelog and the ``audit_topics``
+    (the audit log and the state archive: partitioned as the input, deleted after
+    ``audit_retention_days``) if needed."""
     names = [kafka.input_topic, kafka.alert_topic, kafka.dead_letter, kafka.changelog]
-    if audit_topic:
-        names.append(audit_topic)
+    names.extend(audit_topics)
     if kafka.labels_topic:
         names.append(kafka.labels_topic)
     counts = partition_counts(admin, names)
@@ -111,24 +112,28 @@ def ensure_topics(
             f"label of a prediction in input partition p is in labels partition p "
             f'(docs/detection.md, "Delayed labels")'
         )
-    audit = counts.get(audit_topic) if audit_topic else None
-    if audit is not None and audit != partitions:
-        raise TopicError(
-            f"audit topic {audit_topic!r} has {audit} partitions but input topic "
-            f"{kafka.input_topic!r} has {partitions}: they must match (the owner of input "
-            f"partition p writes audit partition p's chain; docs/audit.md)"
-        )
     wanted: list[NewTopic] = []
-    if audit_topic and audit is None:
-        retention_ms = audit_retention_days * 86_400_000
-        wanted.append(
-            NewTopic(
-                audit_topic,
-                num_partitions=partitions,
-                replication_factor=-1,
-                config={"cleanup.policy": "delete", "retention.ms": str(retention_ms)},
+    for audit_topic in audit_topics:
+        audit = counts.get(audit_topic)
+        if audit is not None and audit != partitions:
+            raise TopicError(
+                f"topic {audit_topic!r} has {audit} partitions but input topic "
+                f"{kafka.input_topic!r} has {partitions}: they must match (the owner of input "
+                f"partition p writes its audit chain and archived state to partition p; "
+                f"docs/audit.md)"
             )
-        )
+        if audit is None:
+            wanted.append(
+                NewTopic(
+                    audit_topic,
+                    num_partitions=partitions,
+                    replication_factor=-1,
+                    config={
+                        "cleanup.policy": "delete",
+                        "retention.ms": str(audit_retention_days * 86_400_000),
+                    },
+                )
+            )
     extra = [kafka.labels_topic] if kafka.labels_topic and labels is None else []
     for name in (kafka.alert_topic, kafka.dead_letter, *extra):
         if name not in counts:

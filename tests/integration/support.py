@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -405,3 +406,77 @@ _EMITTED = re.compile(rb'"emitted_at":"[^"]*"')
 def without_emitted_at(lines: list[bytes]) -> list[bytes]:
     """Alert JSON lines, sorted, with ``emitted_at`` blanked (all that may differ)."""
     return sorted(_EMITTED.sub(b'"emitted_at":null', line) for line in lines)
+
+
+#: Small windows, fairness on ``segment.sex`` and a short calibration: with
+#: :func:`every_drift_type`'s events, an alert of each drift type.
+EVERY_DRIFT_DETECTION = {
+    "reference_size": 256,
+    "window_size": 256,
+    "block_size": 8,
+    "segments": {"protected": ["sex"], "min_group_size": 100, "window": 2000},
+    "estimated_performance": {"reference_size": 1000},
+}
+
+
+def every_drift_type(n: int = 20_000, seed: int = 3) -> list[dict[str, Any]]:
+    """Three models whose streams change halfway, between them every drift type:
+
+    - ``churn`` (``n // 2`` events): ``x``'s mean, ``y``'s variance, ``c``'s categories,
+      ``z``'s missing rate and the prediction all change;
+    - ``credit``: the approval scores of ``segment.sex`` F fall and those of M rise, the
+      overall scores keep their distribution (fairness), labels inline;
+    - ``score``: calibrated scores become less confident (estimated performance, and the
+      labelled error rate rises: performance), labels inline."""
+    rng = random.Random(seed)
+    churn, credit, score = [], [], []
+    for i in range(n // 2):
+        after = i >= n // 4
+        features: dict[str, Any] = {
+            "x": rng.gauss(2.0 if after else 0.0, 1.0),
+            "y": rng.gauss(0.0, 3.0 if after else 1.0),
+            "c": rng.choice("aaaab" if after else "abc"),
+        }
+        if rng.random() >= (0.5 if after else 0.02):
+            features["z"] = rng.random()
+        churn.append(
+            {
+                "event_id": f"churn-{i}",
+                "model": "churn",
+                "model_version": "v1",
+                "timestamp": BASE_TS_MS + i * 1000,
+                "features": features,
+                "prediction": rng.random() * (0.3 if after else 1.0),
+            }
+        )
+    for i in range(n):
+        after = i >= n // 2
+        sex = rng.choice("FM")
+        approval = rng.random()
+        if after:
+            upper = rng.random() < (0.3 if sex == "F" else 0.7)
+            approval = 0.5 + approval / 2 if upper else approval / 2
+        credit.append(
+            {
+                "event_id": f"credit-{i}",
+                "model": "credit",
+                "timestamp": BASE_TS_MS + i * 1000,
+                "features": {"income": rng.gauss(50.0, 10.0)},
+                "prediction": round(approval, 6),
+                "label": int(rng.random() < approval),
+                "segment": {"sex": sex, "region": rng.choice(["north", "south"])},
+            }
+        )
+        z = rng.gauss(0.0, 0.7 if after else 3.0)
+        p = 1.0 / (1.0 + math.exp(-z))
+        score.append(
+            {
+                "event_id": f"score-{i}",
+                "model": "score",
+                "timestamp": BASE_TS_MS + i * 1000,
+                "features": {"z": z},
+                "prediction": round(p, 6),
+                "label": int(rng.random() < p),
+            }
+        )
+    return interleave([churn, credit, score])

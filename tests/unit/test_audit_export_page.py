@@ -50,6 +50,17 @@ def _released(partition: int, reason: str) -> dict[str, Any]:
     return {"partition": partition, "next_offset": 5, "reason": reason, "events": 5}
 
 
+def _archived(events: int, labelled: int, accuracy: float | None, lag: int) -> dict[str, Any]:
+    counts = {"events": events, "labelled": labelled, "accuracy": accuracy}
+    return {
+        "partition": 0,
+        "snapshot": f"s{events}",
+        "input_offset": events,
+        "lag": lag,
+        "models": {"fraud": {**counts, "estimated_accuracy": 0.875}},
+    }
+
+
 def _log() -> list[tuple[int, int, bytes]]:
     """Partition 0: sidecar/0 (pod-a released, pod-b died, pod-c) and the review chain;
     partition 1: sidecar/1 (pod-d, from 30 s to 400 s)."""
@@ -60,8 +71,10 @@ def _log() -> list[tuple[int, int, bytes]]:
     p0 = [
         side0.append("partition_assigned", _assigned("pod-a", 0), _at(0)),
         side0.append("alert", fraud, _at(10)),
+        side0.append("state_archived", _archived(1000, 100, 0.9, 12), _at(50)),
         side0.append("partition_released", _released(0, "revoked"), _at(60)),
         side0.append("partition_assigned", _assigned("pod-b", 0), _at(120)),
+        side0.append("state_archived", _archived(1400, 200, None, 0), _at(125)),
         side0.append("alert", odd, _at(130)),
         side0.append("partition_assigned", _assigned("pod-c", 0), _at(300)),
         review.append(
@@ -132,8 +145,10 @@ def test_records_selected_by_time_and_model() -> None:
     assert kinds == [
         "partition_assigned",
         "alert",
+        "state_archived",
         "partition_released",
         "partition_assigned",
+        "state_archived",
         "partition_assigned",
         "review",
         "silence",
@@ -147,6 +162,7 @@ def test_records_selected_by_time_and_model() -> None:
     assert [orjson.loads(v)["at"] for v in early] == [
         iso(T0),
         iso(T0 + timedelta(seconds=10)),
+        iso(T0 + timedelta(seconds=50)),
         iso(T0 + timedelta(seconds=20)),
         iso(T0 + timedelta(seconds=25)),
         iso(T0 + timedelta(seconds=26)),
@@ -205,8 +221,17 @@ def test_the_report_has_a_section_per_model() -> None:
         "decisions": 1,
         "silences": 1,
         "suspensions": 1,
+        "coverage": 2,
         "gaps": 4,
     }
+    # Label coverage at each archived state: 100 of the 400 events since the one before.
+    coverage = model.split("<table class='coverage'>")[1].split("</table>")[0]
+    assert re.findall(r"<tr>(.*?)</tr>", coverage.split("<tbody>")[1]) == [
+        f"<td><span class='mono'>{iso(T0 + timedelta(seconds=50))}</span></td><td>0</td>"
+        "<td>1000</td><td>100</td><td></td><td>90.0%</td><td>87.5%</td><td>12</td>",
+        f"<td><span class='mono'>{iso(T0 + timedelta(seconds=125))}</span></td><td>0</td>"
+        "<td>1400</td><td>200</td><td>25.0%</td><td>-</td><td>87.5%</td><td>0</td>",
+    ]
     assert "<td>ml&lt;&gt;</td>" in model and "<td>not accepted: HTTP 500</td>" in model
     assert "<td>&lt;deploy&gt;</td>" in model and "<td>retraining &lt;v2&gt;</td>" in model
     other = text.split("id='model-0'")[1].split("</section>")[0]
@@ -214,7 +239,7 @@ def test_the_report_has_a_section_per_model() -> None:
     appendix = text.split("id='appendix'")[1]
     assert _rows(appendix) == {"other": 1}
     assert "<code>{&quot;partition&quot;:0}</code>" in appendix
-    assert "<span class='intact'>intact</span>, 13 records" in text
+    assert "<span class='intact'>intact</span>, 15 records" in text
     only = _page("fraud")
     assert re.findall(r"<h2>(.*?)</h2>", only) == ["Model fraud", "Appendix"]
 

@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from detector.config import LogSettings
-from detector.log import configure_logging, get_logger, redact_secrets
+from detector.log import configure_logging, default_to_stderr, get_logger, redact_secrets
 
 
 class _Tty(io.StringIO):
@@ -182,3 +182,20 @@ class TestRedactSecrets:
             "nested": {"token": "***", "n": 2},
             "secret": "***",
         }
+
+
+class TestDefaultToStderr:
+    def test_a_command_that_configures_nothing_logs_to_stderr(self, capsys: Any) -> None:
+        structlog.reset_defaults()
+        default_to_stderr()
+        get_logger().info("topic created", topic="t.control")
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert "topic created" in err and "t.control" in err
+
+    def test_a_configuration_made_before_is_kept(self) -> None:
+        stream = io.StringIO()
+        configure_logging(LogSettings(format="json"), stream)
+        default_to_stderr()
+        get_logger().warning("kept")
+        assert [line["event"] for line in _lines(stream)] == ["kept"]
