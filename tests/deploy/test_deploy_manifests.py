@@ -312,6 +312,18 @@ def test_sizing_formula_grows_with_partitions_and_limits() -> None:
     assert sizing.memory_limit_bytes(1, 20, 200) > one
 
 
+def test_sizing_plan_counts_the_state_archives_snapshots() -> None:
+    """The archive keeps a whole-state snapshot per partition every archive_interval_s
+    for retention_days: 9,600 copies of the changelog at the defaults."""
+    sizing = _sizing()
+    keyed = sizing.plan(50_000, 40, 20, 3, 12)
+    assert keyed["archive_bytes_total"] == pytest.approx(keyed["changelog_bytes_total"] * 9_600)
+    two_hourly = sizing.plan(50_000, 40, 20, 3, 12, archive_interval_s=7_200)
+    assert two_hourly["archive_bytes_total"] == pytest.approx(keyed["archive_bytes_total"] / 2)
+    unkeyed = sizing.plan(50_000, 40, 20, 3, 12, keyed_by_model=False)
+    assert unkeyed["archive_bytes_total"] == pytest.approx(keyed["archive_bytes_total"] * 12)
+
+
 # --- every container ---------------------------------------------------------------------
 
 
