@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1.7
 #
-# drift-detector: one image for `detector run` (the sidecar), `detector route` (the router)
-# and `detector console` (the review page). The arguments are passed to `detector`:
+# drift-detector: one image for `detector run` (the sidecar), `detector route` (the router),
+# `detector console` (the review page) and `detector audit verify` (the daily check of the
+# audit log). The arguments are passed to `detector`:
 #
 #   docker build -t drift-detector:0.1.0 .
 #   docker run --rm drift-detector:0.1.0 run --config /etc/drift-detector/detector.yaml
@@ -37,7 +38,7 @@ ARG CREATED=unknown
 ARG SOURCE=https://example.invalid/drift-detector
 # OCI image spec annotations (https://github.com/opencontainers/image-spec/blob/main/annotations.md).
 LABEL org.opencontainers.image.title="drift-detector" \
-      org.opencontainers.image.description="Streaming drift detection sidecar for ML models on Kafka: detector run, detector route" \
+      org.opencontainers.image.description="Streaming drift detection sidecar for ML models on Kafka: detector run, detector route, detector console, detector audit verify" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}" \

@@ -47,17 +47,19 @@ from typing import Any
 TOPIC = "sizing"
 
 #: Measured by this script (``python deploy/sizing.py`` and ``--features 40 --events 40000``,
-#: Intel Xeon, 2 cores, Python 3.11.7; deploy/README.md "Sizing"), rounded up. The
-#: manifests' memory limits are derived from these (tests/deploy check them).
+#: three runs each on 2026-12-07: AMD EPYC, 2 cores, Python 3.11.7; deploy/README.md
+#: "Sizing"). Memory, changelog and restore take the largest figure of the runs, rounded
+#: up; throughput the median of the 40,000-event runs, rounded down. The manifests'
+#: memory limits are derived from these (tests/deploy check them).
 MEASURED = {
-    "rss_per_detector": 32_000,  # bytes; 26.5 KB at 10,000 events per model, 31.9 at 40,000
+    "rss_per_detector": 33_000,  # bytes; 24.9 to 33.7 KB over the runs (40 features)
     # 3.98 for 80 % numeric (3: missing rate, mean, variance) and 20 % categorical
     # features of 6 categories (8: missing rate and one per category, "other" included).
     "detectors_per_feature": 4,
-    "changelog_per_detector": 3_100,  # bytes, pickled
-    "restore_per_detector_s": 30e-6,  # unpickle and rebuild, without reading Kafka
-    "process_rss": 133_000_000,  # bytes: interpreter, River, numpy, compiled core
-    "core_events_per_s_40_features": 108_000,  # one core, warm state, parse included
+    "changelog_per_detector": 3_200,  # bytes, pickled; 3.15 KB at 40,000 events per model
+    "restore_per_detector_s": 110e-6,  # restricted unpickle, checks and rebuild, no Kafka
+    "process_rss": 64_000_000,  # bytes: interpreter, River, numpy, compiled core
+    "core_events_per_s_40_features": 38_000,  # one core, warm state, parse included
 }
 #: librdkafka's prefetch queue (queued.max.messages.kbytes, its default 65536 KB).
 FETCH_QUEUE_BYTES = 64 << 20
@@ -80,6 +82,11 @@ def memory_limit_bytes(partitions_per_pod: int, max_models: int, max_features: i
     return used * HEADROOM
 
 
+#: The state archive's defaults (``audit.archive_interval_s``, ``audit.retention_days``).
+ARCHIVE_INTERVAL_S = 3600.0
+RETENTION_DAYS = 400
+
+
 def plan(
     events_per_s: float,
     features: int,
@@ -87,8 +94,13 @@ def plan(
     replicas: int,
     partitions: int,
     keyed_by_model: bool = True,
+    archive_interval_s: float = ARCHIVE_INTERVAL_S,
+    retention_days: int = RETENTION_DAYS,
 ) -> dict[str, float]:
-    """The worked example's arithmetic: CPU and memory per pod, changelog and restore."""
+    """The worked example's arithmetic: CPU and memory per pod, changelog, state archive
+    and restore. The archive holds a snapshot of every partition's whole state (its
+    changelog entries) each ``archive_interval_s`` for ``retention_days`` (while events
+    keep coming)."""
     cores = events_per_s / MEASURED["core_events_per_s_40_features"] * (features + 1) / 41
     # Keyed by model, a model's state lives in one partition; otherwise in every partition.
     total_models = models if keyed_by_model else models * partitions
@@ -103,6 +115,9 @@ def plan(
         * HEADROOM,
         "changelog_bytes_total": detectors * MEASURED["changelog_per_detector"],
         "changelog_bytes_per_s": detectors * MEASURED["changelog_per_detector"] / 2.0,
+        "archive_bytes_total": detectors
+        * MEASURED["changelog_per_detector"]
+        * (retention_days * 86_400 / archive_interval_s),
         "restore_s_per_pod": detectors / replicas * MEASURED["restore_per_detector_s"],
     }
 

@@ -193,6 +193,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "DETECTOR_LOG_LEVEL": ("log", "level"),
     "DETECTOR_LOG_FORMAT": ("log", "format"),
     "DETECTOR_HTTP_PORT": ("server", "port"),
+    "DETECTOR_AUDIT_SIGNING_KEY_FILE": ("audit", "signing_key_file"),
 }
 
 

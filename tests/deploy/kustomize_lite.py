@@ -64,14 +64,17 @@ def kustomization_file(directory: Path) -> Path:
     raise FileNotFoundError(f"{directory}: no kustomization file")
 
 
-def build(directory: Path | str) -> list[Obj]:
-    """The objects ``kustomize build DIRECTORY`` would print, in resource order."""
-    return _build(Path(directory), expect_kind="Kustomization")
+def build(directory: Path | str, kustomization: Obj | None = None) -> list[Obj]:
+    """The objects ``kustomize build DIRECTORY`` would print, in resource order; with
+    ``kustomization``, as if that mapping were DIRECTORY's kustomization file (an overlay
+    with other components, say)."""
+    return _build(Path(directory), expect_kind="Kustomization", k=kustomization)
 
 
-def _build(directory: Path, expect_kind: str) -> list[Obj]:
+def _build(directory: Path, expect_kind: str, k: Obj | None = None) -> list[Obj]:
     path = kustomization_file(directory)
-    k: Obj = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if k is None:
+        k = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     unknown = set(k) - _KNOWN_KEYS
     if unknown:
         raise UnsupportedError(f"{path}: unsupported keys {sorted(unknown)}")
@@ -312,10 +315,21 @@ def split_image(image: str) -> tuple[str, str | None, str | None]:
     return name, tag, digest
 
 
+def pod_spec(obj: Obj) -> Obj | None:
+    """The pod spec of a Pod, of a workload's pod template, or of a CronJob's job template
+    (where Kustomize's images transformer looks too); None for other kinds."""
+    spec = obj.get("spec", {})
+    if obj.get("kind") == "Pod":
+        return spec or None
+    if obj.get("kind") == "CronJob":
+        spec = spec.get("jobTemplate", {}).get("spec", {})
+    pod = spec.get("template", {}).get("spec")
+    return pod or None
+
+
 def pod_containers(obj: Obj) -> list[Obj]:
     """The containers and init containers of a workload's pod template (or a Pod)."""
-    spec = obj.get("spec", {})
-    pod = spec.get("template", {}).get("spec") if obj.get("kind") != "Pod" else spec
+    pod = pod_spec(obj)
     if not pod:
         return []
     return list(pod.get("containers", [])) + list(pod.get("initContainers", []))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy_support import DEPLOY, REPO, dockerfile_instructions
+from deploy_support import DEPLOY, DETECTOR_CONTAINERS, REPO, dockerfile_instructions
 
 from detector.ops.secrets import is_secret_key
 
@@ -125,6 +126,27 @@ def test_healthcheck_and_labels_and_entrypoint() -> None:
     assert set(re.findall(r"(org\.opencontainers\.image\.[a-z.]+)=", labels)) >= OCI_LABELS
     assert ("ENTRYPOINT", '["detector"]') in runtime
     assert ("CMD", '["run"]') in runtime
+
+
+def label_values() -> dict[str, str]:
+    """The runtime stage's LABEL keys and values (quotes removed, as Docker reads them)."""
+    values: dict[str, str] = {}
+    for instruction, rest in stages()[-1]:
+        if instruction == "LABEL":
+            for pair in shlex.split(rest):
+                key, _, value = pair.partition("=")
+                values[key] = value
+    return values
+
+
+def test_description_names_every_command_the_image_runs() -> None:
+    """Each `detector` command a manifest runs in this image (deploy_support's
+    DETECTOR_CONTAINERS: run, route, console, audit verify) is in the description."""
+    description = label_values()["org.opencontainers.image.description"]
+    named = re.findall(r"detector ([a-z]+(?: [a-z]+)?)", description)
+    commands = {" ".join(command) for *_, command in DETECTOR_CONTAINERS}
+    assert commands == {"run", "route", "console", "audit verify"}
+    assert set(named) == commands, (named, commands)
 
 
 def test_no_secrets_in_the_image() -> None:

@@ -140,6 +140,39 @@ def test_component_adds_resources(tree: Path) -> None:
     ]
 
 
+def test_images_and_namespace_reach_a_cronjobs_containers(tree: Path) -> None:
+    """Kustomize's images transformer sets the image of a CronJob's job template too."""
+    cronjob = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "job"},
+        "spec": {
+            "schedule": "0 3 * * *",
+            "jobTemplate": {
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "app"}]}}}
+            },
+        },
+    }
+    write(tree / "comp/cronjob.yaml", cronjob)
+    write(
+        tree / "comp/kustomization.yaml",
+        {"kind": "Component", "resources": ["cronjob.yaml"]},
+    )
+    write(
+        tree / "o/kustomization.yaml",
+        {
+            "resources": ["../base"],
+            "components": ["../comp"],
+            "namespace": "ns",
+            "images": [{"name": "app", "newName": "registry.example/app", "newTag": "2"}],
+        },
+    )
+    (job,) = [o for o in k.build(tree / "o") if o["kind"] == "CronJob"]
+    assert job["metadata"]["namespace"] == "ns"
+    assert k.pod_containers(job) == [{"name": "c", "image": "registry.example/app:2"}]
+    assert k.pod_spec({"kind": "Service", "spec": {"ports": []}}) is None
+
+
 @pytest.mark.parametrize(
     ("kustomization", "error"),
     [

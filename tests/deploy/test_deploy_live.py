@@ -20,14 +20,33 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import DEPLOY, REPO, configmap_file, container, find, image_env, rendered
+from deploy_support import (
+    DEPLOY,
+    KUBE_STATE_METRICS,
+    REPO,
+    alerting_rules,
+    configmap_file,
+    container,
+    find,
+    image_env,
+    rendered,
+    rule_metrics,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
 
 #: Labels Prometheus adds to every scraped series (target labels), not the code.
 TARGET_LABELS = {"namespace", "pod", "job", "instance", "le"}
-METRIC = re.compile(r"\b((?:drift_detector|drift_router|process)_[a-z_]+)\b")
+#: The process that exports the metrics of each rule group of the PrometheusRule. The
+#: kube-state-metrics groups have none: their names must be in KUBE_STATE_METRICS, the
+#: explicit list of what the rules take from kube-state-metrics.
+EXPORTER = {
+    "drift-detector.sidecar": "sidecar",
+    "drift-detector.router": "router",
+    "drift-detector.kubernetes": None,
+    "drift-detector.audit-verify": None,
+}
 
 
 def free_port() -> int:
@@ -93,6 +112,20 @@ def rule_group(prefix: str) -> list[dict[str, Any]]:
     rule = find(rendered("standalone"), "PrometheusRule", "drift-detector")
     (group,) = [g for g in rule["spec"]["groups"] if g["name"] == prefix]
     return list(group["rules"])
+
+
+def test_every_rule_group_names_the_process_that_exports_its_metrics() -> None:
+    """No rule goes unchecked: each group's metrics are scraped from the process EXPORTER
+    names, or (no process) each one is an allowed kube-state-metrics series."""
+    groups = {g for g, _ in alerting_rules(rendered("standalone"))}
+    assert groups == set(EXPORTER)
+    for group, rule in alerting_rules(rendered("standalone")):
+        names = rule_metrics(rule["expr"])
+        assert names
+        if EXPORTER[group] is None:
+            assert names <= KUBE_STATE_METRICS, (rule["alert"], names - KUBE_STATE_METRICS)
+        else:
+            assert not names & KUBE_STATE_METRICS, rule["alert"]
 
 
 def grouping_labels(expr: str) -> set[str]:
@@ -249,10 +282,13 @@ def test_sidecar_and_router_answer_what_the_manifests_ask(stack: dict[str, Any])
         wait_until(lambda path=path: http_get(r_port, path)[0] == 200, router, r_log)
 
     # Every metric the rules use is exported, with the labels they group by.
-    for prefix, port in (("drift-detector.sidecar", s_port), ("drift-detector.router", r_port)):
-        families, samples = scrape(port)
+    ports = {"sidecar": s_port, "router": r_port}
+    for prefix, exporter in EXPORTER.items():
+        if exporter is None:  # kube-state-metrics' (the test above)
+            continue
+        families, samples = scrape(ports[exporter])
         for rule in rule_group(prefix):
-            for name in METRIC.findall(rule["expr"]):
+            for name in rule_metrics(rule["expr"]):
                 assert exported(name, families, samples), f"{rule['alert']}: {name} not in /metrics"
                 labels = grouping_labels(rule["expr"])
                 if samples.get(name):  # (the router's: next test)
@@ -289,6 +325,6 @@ def test_router_rule_labels_are_the_router_metrics_labels() -> None:
     metrics = RouterMetrics(process_metrics=False)
     for rule in rule_group("drift-detector.router"):
         labels = grouping_labels(rule["expr"])
-        for name in METRIC.findall(rule["expr"]):
+        for name in rule_metrics(rule["expr"]):
             assert name == "drift_router_dead_letters_total"
             assert labels <= set(metrics.dead_letters._labelnames)

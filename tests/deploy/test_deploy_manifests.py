@@ -14,23 +14,35 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from audit_keys import write_keys
 from deploy_support import (
     BUILDS,
+    CODE_METRIC_PREFIXES,
+    COMPONENT_NEEDS,
     DEPLOY,
+    KUBE_STATE_METRICS,
     KUBERNETES_VERSIONS,
     OVERLAYS,
     Obj,
+    alerting_rules,
+    components,
     configmap_file,
     container,
     detector_containers,
     find,
+    flag_value,
     flags_of,
     help_flags,
     image_env,
+    pod_of,
     rendered,
+    rule_metrics,
+    rule_selectors,
+    workloads,
 )
 
 from detector.config import ENV_VARS, load_settings
+from detector.errors import ConfigError
 from detector.ops.secrets import ENV_KEYS, FILE_ENV_KEYS, is_secret_key
 from detector.router.settings import ENV_VARS as ROUTER_ENV_VARS
 from detector.router.settings import load_router_settings
@@ -131,6 +143,14 @@ def test_every_rendered_object_is_valid(build: str, version: str) -> None:
             lambda o: o["spec"]["groups"][0]["rules"][0].update(exprr="up"),
         ),
         ("PrometheusRule", "drift-detector", lambda o: o["spec"]["groups"][0].pop("name")),
+        ("CronJob", "drift-audit-verify", lambda o: o["spec"].update(schedul="17 3 * * *")),
+        (
+            "CronJob",
+            "drift-audit-verify",
+            lambda o: o["spec"]["jobTemplate"]["spec"]["template"]["spec"].update(
+                restartPolicy=["Never"]
+            ),
+        ),
     ],
 )
 def test_validation_rejects_a_broken_object(kind: str, name: str, mutate: Any) -> None:
@@ -151,8 +171,8 @@ def test_every_object_kind_is_validated_by_a_schema() -> None:
 # --- the sidecar -------------------------------------------------------------------------
 
 
-def _pod(deployment: Obj) -> Obj:
-    return dict(deployment["spec"]["template"]["spec"])
+def _pod(workload: Obj) -> Obj:
+    return dict(pod_of(workload))
 
 
 def _port(c: Obj, name: str) -> int:
@@ -214,7 +234,9 @@ def test_selectors_reach_the_pods(build: str) -> None:
         monitors = [
             o for o in objects if o["kind"] == "ServiceMonitor" and o["metadata"]["name"] == name
         ]
-        if build != "base":
+        if "prometheus-operator" not in components(build):
+            assert not monitors
+        else:
             (monitor,) = monitors
             assert _selects(
                 monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"]
@@ -290,14 +312,24 @@ def test_sizing_formula_grows_with_partitions_and_limits() -> None:
     assert sizing.memory_limit_bytes(1, 20, 200) > one
 
 
+def test_sizing_plan_counts_the_state_archives_snapshots() -> None:
+    """The archive keeps a whole-state snapshot per partition every archive_interval_s
+    for retention_days: 9,600 copies of the changelog at the defaults."""
+    sizing = _sizing()
+    keyed = sizing.plan(50_000, 40, 20, 3, 12)
+    assert keyed["archive_bytes_total"] == pytest.approx(keyed["changelog_bytes_total"] * 9_600)
+    two_hourly = sizing.plan(50_000, 40, 20, 3, 12, archive_interval_s=7_200)
+    assert two_hourly["archive_bytes_total"] == pytest.approx(keyed["archive_bytes_total"] / 2)
+    unkeyed = sizing.plan(50_000, 40, 20, 3, 12, keyed_by_model=False)
+    assert unkeyed["archive_bytes_total"] == pytest.approx(keyed["archive_bytes_total"] * 12)
+
+
 # --- every container ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("build", ALL_BUILDS)
 def test_containers_are_locked_down_and_sized(build: str) -> None:
-    for obj in rendered(build):
-        if obj["kind"] != "Deployment":
-            continue
+    for obj in workloads(rendered(build)):
         pod = _pod(obj)
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["automountServiceAccountToken"] is False
@@ -319,16 +351,19 @@ def test_containers_are_locked_down_and_sized(build: str) -> None:
 def test_every_flag_in_the_manifests_exists(build: str) -> None:
     """Each --flag a container passes to `detector` is one its --help lists."""
     checked = 0
-    for deployment, c, command in detector_containers(rendered(build)):
-        assert c["args"][0] == command
+    for workload, c, command in detector_containers(rendered(build)):
+        assert tuple(c["args"][: len(command)]) == command
+        words = " ".join(command)
         known = help_flags(command)
-        assert known is not None, f"`detector {command} --help` fails"
-        unknown = set(flags_of(c["args"][1:])) - known
+        assert known is not None, f"`detector {words} --help` fails"
+        unknown = set(flags_of(c["args"][len(command) :])) - known
         assert not unknown, (
-            f"{deployment['metadata']['name']}: {unknown} not in `detector {command} --help`"
+            f"{workload['metadata']['name']}: {unknown} not in `detector {words} --help`"
         )
         checked += 1
     assert checked >= 2
+    if "audit-verify" in components(build):
+        assert checked >= 3
 
 
 def test_console_flags_exist() -> None:
@@ -336,7 +371,7 @@ def test_console_flags_exist() -> None:
     assert known is not None, "`detector console --help` fails"
     checked = 0
     for _, c, command in detector_containers(rendered("console")):
-        if command == "console":
+        if command == ("console",):
             assert set(flags_of(c["args"][1:])) <= known
             checked += 1
     assert checked == 1
@@ -345,6 +380,8 @@ def test_console_flags_exist() -> None:
 def test_help_flags_reads_real_flags() -> None:
     assert {"--transactional-id", "--config", "--http-port"} <= set(help_flags("run") or ())
     assert "--transactional-id" not in (help_flags("route") or ())
+    assert {"--config", "--public-key"} <= set(help_flags(("audit", "verify")) or ())
+    assert help_flags(("audit", "verfiy")) is None
 
 
 # --- configs and secrets ------------------------------------------------------------------
@@ -381,6 +418,34 @@ def _secret_mounts(pod: Obj, c: Obj) -> list[str]:
     return [m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in secret_volumes]
 
 
+def _secret_files(pod: Obj, c: Obj) -> dict[str, tuple[str, str | None]]:
+    """Where each Secret volume mounted in ``c`` puts files: mount path -> (secret name,
+    None for every key of the Secret) and file path -> (secret name, key) for ``items``."""
+    volumes = {v["name"]: v["secret"] for v in pod.get("volumes", []) if "secret" in v}
+    out: dict[str, tuple[str, str | None]] = {}
+    for mount in c.get("volumeMounts", []):
+        secret = volumes.get(mount["name"])
+        if secret is None:
+            continue
+        items = secret.get("items")
+        if not items:
+            out[mount["mountPath"]] = (secret["secretName"], None)
+        for item in items or ():
+            out[f"{mount['mountPath']}/{item['path']}"] = (secret["secretName"], item["key"])
+    return out
+
+
+def _in_secret(path: str, files: dict[str, tuple[str, str | None]]) -> bool:
+    """Whether a mounted Secret puts a file at ``path``."""
+    return path in files or any(
+        key is None and path.startswith(where + "/") for where, (_, key) in files.items()
+    )
+
+
+#: Flags of `detector` commands that name a file from a Secret.
+SECRET_FILE_FLAGS = ("--public-key", "--token-file")
+
+
 @pytest.mark.parametrize("build", ALL_BUILDS)
 def test_secrets_are_mounted_files_never_values(build: str) -> None:
     """No secret in an env value (plain, ConfigMap or secretKeyRef) nor in a ConfigMap;
@@ -391,16 +456,21 @@ def test_secrets_are_mounted_files_never_values(build: str) -> None:
     for key in env:
         if is_secret_key(key):
             assert key in FILE_ENV_KEYS, f"{key} holds a secret value"
-    for obj in objects:
-        if obj["kind"] != "Deployment":
-            continue
+    for obj in workloads(objects):
         pod = _pod(obj)
         for c in pod["containers"]:
             mounts = _secret_mounts(pod, c)
+            files = _secret_files(pod, c)
             for e in c.get("env", []):
                 assert "secretKeyRef" not in e.get("valueFrom", {}), (c["name"], e["name"])
                 if is_secret_key(e["name"]):
                     assert e["name"].endswith("_FILE"), (c["name"], e["name"])
+                if e["name"].endswith("_FILE"):  # a file the code reads: from a Secret
+                    assert _in_secret(e.get("value", ""), files), (c["name"], e)
+            for flag in SECRET_FILE_FLAGS:
+                value = flag_value(c.get("args", []), flag)
+                if value is not None:
+                    assert _in_secret(value, files), (c["name"], flag, value)
             for e in c.get("envFrom", []):
                 assert "secretRef" not in e
             if any("configMapRef" in e for e in c.get("envFrom", [])):
@@ -426,9 +496,7 @@ def test_configmap_references_exist(build: str) -> None:
     configmaps = {
         o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"
     }
-    for obj in objects:
-        if obj["kind"] != "Deployment":
-            continue
+    for obj in workloads(objects):
         pod = _pod(obj)
         for volume in pod.get("volumes", []):
             if "configMap" in volume:
@@ -442,3 +510,239 @@ def test_configmap_references_exist(build: str) -> None:
                 ref = e.get("valueFrom", {}).get("configMapKeyRef")
                 if ref:
                     assert ref["key"] in configmaps[ref["name"]], (c["name"], ref)
+
+
+@pytest.mark.parametrize("build", ALL_BUILDS)
+def test_containers_set_only_variables_the_code_reads(build: str) -> None:
+    """Each variable a detector container sets is one the code reads, or one its args
+    expand (``$(POD_NAME)``)."""
+    for workload, c, _ in detector_containers(rendered(build)):
+        expanded = set(re.findall(r"\$\((\w+)\)", " ".join(c["args"])))
+        names = {e["name"] for e in c.get("env", [])}
+        assert names <= KNOWN_VARIABLES | expanded, (workload["metadata"]["name"], names)
+
+
+# --- the audit signing key and the daily verification ---------------------------------------
+
+SIGNING_SECRET = "drift-detector-audit-signing"
+SIGNING_VARIABLE = "DETECTOR_AUDIT_SIGNING_KEY_FILE"
+
+
+def _own_env(c: Obj) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in c.get("env", []) if "value" in e}
+
+
+def _settings_of(objects: tuple[Obj, ...], c: Obj, tmp_path: Path, **env: str) -> Any:
+    """The settings `detector` reads in container ``c``: its --config (the mounted
+    detector.yaml), the image's ENV, the env ConfigMap and its own env, then ``env``."""
+    config = flag_value(c["args"], "--config")
+    assert config == "/etc/drift-detector/detector.yaml", config
+    path = tmp_path / "detector.yaml"
+    path.write_text(configmap_file(objects, "detector.yaml"))
+    return load_settings(path, env={**container_env(objects), **_own_env(c), **env})
+
+
+@pytest.mark.parametrize("build", ALL_BUILDS)
+def test_the_sidecar_signs_with_the_key_file_of_the_mounted_secret(
+    build: str, tmp_path: Path
+) -> None:
+    """With the audit-signing component, the sidecar's audit.signing_key_file is the path
+    where the Secret's private key is mounted, and that variable is the one the code
+    reads: with a real key at that path the config loads and names it. Without it, the
+    sidecar does not sign and no pod mounts the Secret."""
+    objects = rendered(build)
+    sidecar = find(objects, "Deployment", "drift-detector")
+    c = container(sidecar, "detector")
+    path = _own_env(c).get(SIGNING_VARIABLE)
+    if "audit-signing" not in components(build):
+        assert path is None
+        assert _settings_of(objects, c, tmp_path).audit.signing_key_file is None
+        for obj in workloads(objects):
+            for v in _pod(obj).get("volumes", []):
+                assert v.get("secret", {}).get("secretName") != SIGNING_SECRET, obj
+        return
+    assert path is not None
+    assert _secret_files(_pod(sidecar), c).get(path) == (SIGNING_SECRET, "ed25519.pem")
+    private, _ = write_keys(tmp_path)
+    settings = _settings_of(objects, c, tmp_path, **{SIGNING_VARIABLE: str(private)})
+    assert settings.audit.enabled and settings.audit.signing_key_file == str(private)
+    # The mounted path itself (which does not exist here) is what the sidecar is told.
+    with pytest.raises(ConfigError, match=re.escape(f"signing_key_file: {path}: cannot read")):
+        _settings_of(objects, c, tmp_path)
+
+
+@pytest.mark.parametrize("build", ALL_BUILDS)
+def test_only_the_sidecar_holds_the_private_key(build: str, tmp_path: Path) -> None:
+    """The console and the verification read the same detector.yaml, and neither is given
+    the private key: their config loads without it and signs nothing."""
+    objects = rendered(build)
+    for workload, c, command in detector_containers(objects):
+        pod = _pod(workload)
+        private = [
+            where
+            for where, (secret, key) in _secret_files(pod, c).items()
+            if secret == SIGNING_SECRET and key in (None, "ed25519.pem")
+        ]
+        if command == ("run",) and "audit-signing" in components(build):
+            assert private == ["/var/run/secrets/audit/ed25519.pem"]
+        elif command != ("route",):
+            assert not private, (workload["metadata"]["name"], private)
+            assert SIGNING_VARIABLE not in _own_env(c)
+            assert _settings_of(objects, c, tmp_path).audit.signing_key_file is None
+
+
+def _cronjob(build: str) -> Obj:
+    return find(rendered(build), "CronJob", "drift-audit-verify")
+
+
+@pytest.mark.parametrize("build", [b for b in ALL_BUILDS if "audit-verify" in components(b)])
+def test_audit_verify_runs_daily_on_the_sidecars_log_with_the_public_key(
+    build: str, tmp_path: Path
+) -> None:
+    objects = rendered(build)
+    cronjob = _cronjob(build)
+    spec = cronjob["spec"]
+    minute, hour, day, month, weekday = spec["schedule"].split()
+    assert minute.isdigit() and hour.isdigit() and (day, month, weekday) == ("*", "*", "*")
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["failedJobsHistoryLimit"] >= 1  # the alert reads the failed Jobs
+    job = spec["jobTemplate"]["spec"]
+    assert "ttlSecondsAfterFinished" not in job
+    pod = _pod(cronjob)
+    assert pod["restartPolicy"] == "Never"
+    c = container(cronjob, "verify")
+    # A broken chain (exit 1) fails the Job at once, in the container that verifies.
+    (rule,) = job["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob"
+    assert rule["onExitCodes"] == {"containerName": c["name"], "operator": "In", "values": [1]}
+    # The sidecar's image, config, Kafka settings and credentials.
+    sidecar = find(objects, "Deployment", "drift-detector")
+    s = container(sidecar, "detector")
+    assert c["image"] == s["image"]
+    assert c["envFrom"] == s["envFrom"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    sidecar_volumes = {v["name"]: v for v in _pod(sidecar)["volumes"]}
+    for name in ("config", "kafka-credentials"):
+        assert volumes[name] == sidecar_volumes[name]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    sidecar_mounts = {m["name"]: m["mountPath"] for m in s["volumeMounts"]}
+    for name in ("config", "kafka-credentials"):
+        assert mounts[name] == sidecar_mounts[name]
+    settings = _settings_of(objects, c, tmp_path)
+    ours = sidecar_settings(objects, tmp_path)
+    assert settings.audit.topic_for(settings.kafka) == ours.audit.topic_for(ours.kafka)
+    assert settings.kafka.bootstrap_servers == ours.kafka.bootstrap_servers
+    # The public key of the signing Secret, and only it.
+    public = flag_value(c["args"], "--public-key")
+    assert public is not None
+    assert _secret_files(pod, c) == {
+        "/var/run/secrets/kafka": ("drift-detector-kafka", None),
+        public: (SIGNING_SECRET, "ed25519.pub.pem"),
+    }
+    assert COMPONENT_NEEDS["audit-verify"] <= components(build)
+
+
+# --- alerting rules -------------------------------------------------------------------------
+
+
+def _unexplained_metrics(expr: str) -> set[str]:
+    """Metric names that are neither the code's (scraped by the live test) nor listed in
+    KUBE_STATE_METRICS."""
+    return {
+        m
+        for m in rule_metrics(expr)
+        if m not in KUBE_STATE_METRICS and not m.startswith(CODE_METRIC_PREFIXES)
+    }
+
+
+@pytest.mark.parametrize("build", [b for b in ALL_BUILDS if "prometheus-operator" in components(b)])
+def test_every_metric_a_rule_names_is_the_codes_or_an_allowed_kube_state_metric(
+    build: str,
+) -> None:
+    rules = alerting_rules(rendered(build))
+    assert rules
+    used: set[str] = set()
+    for group, rule in rules:
+        names = rule_metrics(rule["expr"])
+        assert names, rule["alert"]
+        assert not _unexplained_metrics(rule["expr"]), (rule["alert"], names)
+        kube = names & KUBE_STATE_METRICS
+        # A group reads either the code's metrics or kube-state-metrics', not both, so
+        # the live test knows which process must export a group's metrics.
+        assert not kube or kube == names, (group, rule["alert"])
+        assert bool(kube) == (group in KUBE_GROUPS), (group, rule["alert"])
+        used |= names
+    assert used >= KUBE_STATE_METRICS, KUBE_STATE_METRICS - used  # the list stays true
+    # The check can fail: a misspelt kube-state-metrics name is not allowed.
+    assert _unexplained_metrics("kube_pod_container_status_last_terminated_exit_code == 3")
+
+
+KUBE_GROUPS = {"drift-detector.kubernetes", "drift-detector.audit-verify"}
+
+
+def _regex(labels: dict[str, tuple[str, str]], name: str) -> re.Pattern[str] | None:
+    if name not in labels:
+        return None
+    operator, value = labels[name]
+    assert operator in ("=", "=~"), (name, operator)
+    return re.compile(value if operator == "=~" else re.escape(value))
+
+
+@pytest.mark.parametrize("build", [b for b in ALL_BUILDS if "prometheus-operator" in components(b)])
+def test_kube_state_metrics_selectors_match_the_rendered_pods_and_cronjob(build: str) -> None:
+    """Each container/pod selector selects the containers of the Deployments' pods it
+    means (pod names: <deployment>-<replicaset hash>-<suffix>), and the CronJob rules
+    name the CronJob the audit-verify component renders."""
+    objects = rendered(build)
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    checked = 0
+    for group, rule in alerting_rules(objects):
+        if group not in KUBE_GROUPS:
+            continue
+        for metric, labels in rule_selectors(rule["expr"]):
+            containers = _regex(labels, "container")
+            if containers is not None:
+                pods = _regex(labels, "pod")
+                assert pods is not None, (rule["alert"], metric)
+                selected = [
+                    (d["metadata"]["name"], c["name"])
+                    for d in deployments
+                    for c in _pod(d)["containers"]
+                    if containers.fullmatch(c["name"])
+                    and pods.fullmatch(f"{d['metadata']['name']}-5d8f7c9b64-x7k2q")
+                ]
+                assert ("drift-detector", "detector") in selected, (rule["alert"], metric)
+                assert all(
+                    (name, c) in {("drift-detector", "detector"), ("drift-router", "router")}
+                    for name, c in selected
+                ), selected
+                checked += 1
+            for label in ("owner_name", "cronjob"):
+                if label in labels:
+                    assert labels[label] == ("=", "drift-audit-verify"), (rule["alert"], label)
+                    if "audit-verify" in components(build):
+                        find(objects, "CronJob", labels[label][1])
+                    checked += 1
+    assert checked >= 6
+
+
+def test_fatal_exit_rule_watches_the_exit_code_the_cli_stops_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A state that cannot be restored stops `detector run` with the exit code the rule
+    DriftDetectorFatalExit looks for."""
+    import detector.cli
+    from detector.core.state import StateFormatError
+
+    def fails(args: Any) -> int:
+        raise StateFormatError("partition 0: not a detector state")
+
+    monkeypatch.setattr(detector.cli, "_cmd_run", fails)
+    code = detector.cli.main(["run"])
+    rules = {r["alert"]: r for _, r in alerting_rules(rendered("standalone"))}
+    expr = rules["DriftDetectorFatalExit"]["expr"]
+    assert re.search(
+        r"kube_pod_container_status_last_terminated_exitcode\{[^}]*\}\) == (\d+)", expr
+    )
+    (wanted,) = re.findall(r"\) == (\d+)", expr)
+    assert code == int(wanted) == 3

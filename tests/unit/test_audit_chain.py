@@ -273,3 +273,25 @@ def test_a_bad_signing_key_fails_the_config_naming_both_files(tmp_path: Any) -> 
     )
     config.write_text(f"audit:\n  signing_key_file: {private}\n")
     assert load_settings(config, env={}).audit.signing_key_file == str(private)
+
+
+def test_the_signing_key_file_can_come_from_the_environment(tmp_path: Any) -> None:
+    """DETECTOR_AUDIT_SIGNING_KEY_FILE (set on the sidecar's container alone by deploy/'s
+    audit-signing component) beats the file, and a bad key still fails the config."""
+    from detector.config import load_settings
+    from detector.errors import ConfigError
+
+    private, public = _keys(tmp_path)
+    config = tmp_path / "detector.yaml"
+    config.write_text("log:\n  level: info\n")
+    assert load_settings(config, env={}).audit.signing_key_file is None
+    env = {"DETECTOR_AUDIT_SIGNING_KEY_FILE": str(private)}
+    assert load_settings(config, env=env).audit.signing_key_file == str(private)
+    config.write_text(f"audit:\n  signing_key_file: {public}\n")
+    assert load_settings(config, env=env).audit.signing_key_file == str(private)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, env={"DETECTOR_AUDIT_SIGNING_KEY_FILE": str(public)})
+    assert str(caught.value) == (
+        f"{config} + $DETECTOR_AUDIT_SIGNING_KEY_FILE: audit.signing_key_file: {public}: "
+        "not an unencrypted PEM private key"
+    )
