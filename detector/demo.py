@@ -265,8 +265,9 @@ def _run(
         f"{router.counts['alerts']} alerts routed"
     )
     _audit_line(settings)
+    reproduced = _reproduce_line(settings, alerts)
     missed = [i for i in injected if not _match(i, alerts)]
-    return 1 if missed else 0
+    return 1 if missed or not reproduced else 0
 
 
 def _audit_line(settings: Settings) -> None:
@@ -282,6 +283,18 @@ def _audit_line(settings: Settings) -> None:
         f"  audit log {topic}: {state}, {result.records} records ({alerts} alerts) in "
         f"{len(result.chains)} chains (detector audit verify)"
     )
+
+
+def _reproduce_line(settings: Settings, alerts: list[dict[str, object]]) -> bool:
+    """Each alert re-derived from the state archive, as `detector reproduce` does it."""
+    from detector.kafka.archive import reproduce
+
+    same = sum(reproduce(settings, str(alert["alert_id"])).reproduced for alert in alerts)
+    print(
+        f"  alerts re-derived from the state archive and the input topic: {same} of "
+        f"{len(alerts)} the same (detector reproduce ALERT_ID)"
+    )
+    return same == len(alerts)
 
 
 def _match(item: Injected, alerts: list[dict[str, object]]) -> dict[str, object] | None:

@@ -362,52 +362,17 @@ __all__ = ["add_commands", "within"]
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     import orjson
 
-    from detector.audit.reproduce import ReproduceError, plan, replay
+    from detector.audit.reproduce import ReproduceError
     from detector.core.state import river_version
-    from detector.kafka.archive import ArchiveError, read_snapshot, replay_records
-    from detector.kafka.audit import AuditLogError, read_log
-
-    settings = _settings(args)
-    kafka = settings.kafka
-    audit_topic = settings.audit.topic_for(kafka)
-
-    def records() -> Iterator[dict[str, Any]]:
-        for _, _, value in read_log(kafka, audit_topic, group_id=kafka.group_id):
-            try:
-                doc = orjson.loads(value or b"")
-            except orjson.JSONDecodeError:
-                continue  # verify reports it; it is no alert, config or snapshot
-            if isinstance(doc, dict):
-                yield doc
+    from detector.kafka.archive import ArchiveError, reproduce
+    from detector.kafka.audit import AuditLogError
 
     try:
-        found = plan(records(), args.alert_id)
-        origin = found.origin
-        entries: dict[str, bytes] = {}
-        if origin.snapshot is not None:
-            entries = read_snapshot(
-                kafka,
-                settings.audit.archive_topic_for(kafka),
-                found.partition,
-                origin.snapshot,
-                origin.entries,
-                origin.at_ms,
-            )
-        recorded_kafka = found.config.get("kafka") or {}
-        labels_topic = recorded_kafka.get("labels_topic") or None
-        stream = replay_records(
-            kafka,
-            str(found.alert["trigger"]["topic"]),
-            found.partition,
-            origin.input_offset,
-            found.input_stop,
-            labels_topic,
-            origin.labels_offset,
-            found.label_offset,
-        )
-        outcome = replay(found, entries, stream)
+        outcome = reproduce(_settings(args), args.alert_id)
     except (ReproduceError, ArchiveError, AuditLogError) as exc:
         raise UsageError(f"cannot reproduce {args.alert_id}: {exc}") from None
+    found = outcome.plan
+    origin = found.origin
     alert = found.alert
     river_now = river_version()
     if args.json:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from detector.audit.reproduce import Replayed
-from detector.config import KafkaClientSettings
+from detector.audit.reproduce import Outcome, Replayed, plan, replay
+from detector.config import KafkaClientSettings, Settings
 from detector.kafka.changelog import INPUT_OFFSET_HEADER, LABELS_OFFSET_HEADER
 from detector.kafka.clients import reader_config
 from detector.kafka.follow import messages_to_end
@@ -181,6 +182,48 @@ def replay_records(
     yield from heapq.merge(*streams, key=_order)
 
 
+def reproduce(settings: Settings, alert_id: str) -> Outcome:
+    """``detector reproduce``: find the alert in the audit log, read the snapshot its plan
+    names from the archive, replay the input (and labels) partition and compare.
+    ReproduceError, ArchiveError or AuditLogError when something it needs is missing."""
+    import orjson
+
+    from detector.kafka.audit import read_log
+
+    kafka = settings.kafka
+
+    def records() -> Iterator[dict[str, Any]]:
+        audit_topic = settings.audit.topic_for(kafka)
+        for _, _, value in read_log(kafka, audit_topic, group_id=kafka.group_id):
+            try:
+                doc = orjson.loads(value or b"")
+            except orjson.JSONDecodeError:
+                continue  # verify reports it; it is no alert, config or snapshot
+            if isinstance(doc, dict):
+                yield doc
+
+    found = plan(records(), alert_id)
+    origin = found.origin
+    entries: dict[str, bytes] = {}
+    if origin.snapshot is not None:
+        topic = settings.audit.archive_topic_for(kafka)
+        entries = read_snapshot(
+            kafka, topic, found.partition, origin.snapshot, origin.entries, origin.at_ms
+        )
+    labels_topic = (found.config.get("kafka") or {}).get("labels_topic") or None
+    stream = replay_records(
+        kafka,
+        str(found.alert["trigger"]["topic"]),
+        found.partition,
+        origin.input_offset,
+        found.input_stop,
+        labels_topic,
+        origin.labels_offset,
+        found.label_offset,
+    )
+    return replay(found, entries, stream)
+
+
 def _order(record: Replayed) -> tuple[int, bool, int]:
     return (record.timestamp_ms, record.labels, record.offset)
 
@@ -191,4 +234,5 @@ __all__ = [
     "archive_headers",
     "read_snapshot",
     "replay_records",
+    "reproduce",
 ]

@@ -60,6 +60,10 @@ class TestDemoCommand:
         assert re.search(
             r"audit log demo\.drift-alerts\.audit: intact, \d+ records \(5 alerts\)", out
         )
+        assert (
+            "alerts re-derived from the state archive and the input topic: 5 of 5 the same "
+            "(detector reproduce ALERT_ID)" in out
+        ), out
 
 
 class TestRunCommand:
