@@ -133,5 +133,6 @@ def test_signatures_in_the_bundle(kafka: Any, unique: Any, tmp_path: Path, capsy
     ]
     page = (out / "report.html").read_text(encoding="utf-8")
     assert page.count("<td>up to seq ") == len(verification["chains"]) == 2
+    capsys.readouterr()  # the sidecar's log lines (on stderr) are not the answer
     assert main([*argv, "--public-key", str(tmp_path / "missing.pem")]) == 2
     assert capsys.readouterr().err.startswith("detector: --public-key ")
