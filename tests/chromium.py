@@ -110,6 +110,17 @@ class Chromium:
                 return message
         raise AssertionError("unreachable")
 
+    def errors(self) -> list[dict[str, Any]]:
+        """The page's errors so far: uncaught exceptions, console errors, log errors
+        (blocked loads and CSP violations among them)."""
+        return [
+            e
+            for e in self.events
+            if e["method"] == "Runtime.exceptionThrown"
+            or (e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
+            or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+        ]
+
     def _messages(self) -> Iterator[dict[str, Any]]:
         while True:
             message = json.loads(self.socket.recv(timeout=60))

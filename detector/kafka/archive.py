@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from detector.audit.reproduce import Outcome, Replayed, plan, replay
 from detector.config import KafkaClientSettings, Settings
-from detector.kafka.changelog import INPUT_OFFSET_HEADER, LABELS_OFFSET_HEADER
+from detector.kafka.changelog import INPUT_OFFSET_HEADER, LABELS_OFFSET_HEADER, header
 from detector.kafka.clients import reader_config
 from detector.kafka.follow import messages_to_end
 
@@ -44,15 +44,6 @@ def archive_headers(
     if labels_offset is not None:
         headers.append((LABELS_OFFSET_HEADER, str(labels_offset).encode()))
     return headers
-
-
-def _header(message: Message, name: str) -> str | None:
-    headers = message.headers() or []
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    for key, raw in pairs:
-        if key == name and raw is not None:
-            return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    return None
 
 
 def _reader(kafka: KafkaClientSettings) -> Consumer:
@@ -105,7 +96,7 @@ def read_snapshot(
             pass  # a broker without timestamp lookups: read from the start
         consumer.assign([TopicPartition(topic, partition, start)])
         for message in _messages(consumer, topic, partition, timeout_s):
-            if _header(message, SNAPSHOT_HEADER) != snapshot:
+            if header(message, SNAPSHOT_HEADER) != snapshot:
                 if found:
                     break  # a snapshot's records are written together
                 continue

@@ -76,17 +76,22 @@ class _Latest:
         return {key: value for key, value in self.valid.items() if value is not None}
 
 
-def _header_offset(message: Message, header: str = INPUT_OFFSET_HEADER) -> int | None:
+def header(message: Message, name: str) -> str | None:
+    """The text of a message's header ``name`` (None when it has none)."""
     headers = message.headers() or []
     pairs = headers.items() if isinstance(headers, dict) else headers
-    for name, raw in pairs:
-        if name == header and raw is not None:
-            text = raw.decode("ascii", "replace") if isinstance(raw, bytes) else raw
-            try:
-                return int(text)
-            except ValueError:
-                return None
+    for key, raw in pairs:
+        if key == name and raw is not None:
+            return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     return None
+
+
+def _header_offset(message: Message, name: str = INPUT_OFFSET_HEADER) -> int | None:
+    text = header(message, name)
+    try:
+        return None if text is None else int(text)
+    except ValueError:
+        return None
 
 
 def read_entries(

@@ -131,6 +131,21 @@ def drifting_models(
     return source, alert_topic, config
 
 
+def with_audit(config: Path, **audit: Any) -> Path:
+    """The config file, with these ``audit`` settings added."""
+    tree = yaml.safe_load(config.read_text())
+    tree["audit"] = {**(tree.get("audit") or {}), **audit}
+    config.write_text(yaml.safe_dump(tree))
+    return config
+
+
+def run_through(kafka: Any, settings: Settings) -> None:
+    """A sidecar in this process, until it has committed the whole input topic."""
+    topic = settings.kafka.input_topic
+    with sidecar_thread(settings):
+        kafka.wait_committed(settings.kafka.group_id, topic, kafka.end_offsets(topic))
+
+
 def settings_for(config: Path) -> Settings:
     return load_settings(config, env={})
 

@@ -10,9 +10,14 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
 from audit_keys import write_keys
-from support import drifting_models, prediction_events, settings_for, sidecar_thread
+from support import (
+    drifting_models,
+    prediction_events,
+    run_through,
+    settings_for,
+    with_audit,
+)
 
 from detector.audit.chain import GENESIS, digest
 from detector.audit.signing import Checker
@@ -37,8 +42,7 @@ def test_alerts_are_chained_and_verified(
     settings = settings_for(config)
     audit_topic = f"{alert_topic}.audit"
     assert settings.audit.topic_for(settings.kafka) == audit_topic
-    with sidecar_thread(settings):
-        kafka.wait_committed(settings.kafka.group_id, source, kafka.end_offsets(source))
+    run_through(kafka, settings)
     published = [r.json() for r in kafka.read_all(alert_topic)]
     assert len(published) >= 2, "the stream must trigger alerts"
 
@@ -70,8 +74,7 @@ def test_alerts_are_chained_and_verified(
     # A second run continues each chain from where the first left it.
     more = prediction_events("ltv", 1500, shift_at=500, shift=2.0)
     kafka.produce(source, more, keys=[e["model"].encode() for e in more])
-    with sidecar_thread(settings):
-        kafka.wait_committed(settings.kafka.group_id, source, kafka.end_offsets(source))
+    run_through(kafka, settings)
     again = _records(kafka, audit_topic)
     for partition, records in again.items():
         old = chains[partition]
@@ -117,8 +120,7 @@ def test_alerts_are_chained_and_verified(
     # A third run: chain sidecar/0 goes on past the review chain's records on partition 0.
     last = prediction_events("ltv", 200, shift_at=10_000)
     kafka.produce(source, last, keys=[e["model"].encode() for e in last])
-    with sidecar_thread(settings):
-        kafka.wait_committed(settings.kafka.group_id, source, kafka.end_offsets(source))
+    run_through(kafka, settings)
     again = _records(kafka, audit_topic)
     again[0] = [r for r in again[0] if r["chain"] == "sidecar/0"]
     capsys.readouterr()  # (the sidecar's log)
@@ -147,13 +149,9 @@ def test_alerts_are_chained_and_verified(
 
 def test_checkpoints_sign_the_heads(kafka: Any, unique: Any, tmp_path: Path, capsys: Any) -> None:
     private, public = write_keys(tmp_path)
-    source, alert_topic, config = drifting_models(kafka, unique, tmp_path, 2000, 1000)
-    tree = yaml.safe_load(config.read_text())
-    tree["audit"] = {"signing_key_file": str(private)}
-    config.write_text(yaml.safe_dump(tree))
-    settings = settings_for(config)
-    with sidecar_thread(settings):
-        kafka.wait_committed(settings.kafka.group_id, source, kafka.end_offsets(source))
+    _, alert_topic, config = drifting_models(kafka, unique, tmp_path, 2000, 1000)
+    settings = settings_for(with_audit(config, signing_key_file=str(private)))
+    run_through(kafka, settings)
     chains = _records(kafka, f"{alert_topic}.audit")
     for records in chains.values():
         # Every checkpoint that moved the chain ended with a signature of its head.

@@ -9,10 +9,9 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
 from audit_keys import write_keys
 from pypdf import PdfReader
-from support import drifting_models, settings_for, sidecar_thread
+from support import drifting_models, run_through, settings_for, with_audit
 
 from detector.cli import main
 
@@ -20,10 +19,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_the_evidence_bundle(kafka: Any, unique: Any, tmp_path: Path, capsys: Any) -> None:
-    source, alert_topic, config = drifting_models(kafka, unique, tmp_path, 3000, 1500)
-    settings = settings_for(config)
-    with sidecar_thread(settings):
-        kafka.wait_committed(settings.kafka.group_id, source, kafka.end_offsets(source))
+    _, alert_topic, config = drifting_models(kafka, unique, tmp_path, 3000, 1500)
+    run_through(kafka, settings_for(config))
     published = [r.json() for r in kafka.read_all(alert_topic)]
     assert {a["model"] for a in published} == {"churn", "fraud"}
     acked = published[0]
@@ -115,13 +112,9 @@ def test_the_evidence_bundle(kafka: Any, unique: Any, tmp_path: Path, capsys: An
 
 def test_signatures_in_the_bundle(kafka: Any, unique: Any, tmp_path: Path, capsys: Any) -> None:
     private, public = write_keys(tmp_path)
-    source, _, config = drifting_models(kafka, unique, tmp_path, 2000, 1000)
-    tree = yaml.safe_load(config.read_text())
-    tree["audit"] = {"signing_key_file": str(private)}
-    config.write_text(yaml.safe_dump(tree))
-    settings = settings_for(config)
-    with sidecar_thread(settings):
-        kafka.wait_committed(settings.kafka.group_id, source, kafka.end_offsets(source))
+    _, _, config = drifting_models(kafka, unique, tmp_path, 2000, 1000)
+    settings = settings_for(with_audit(config, signing_key_file=str(private)))
+    run_through(kafka, settings)
     out = tmp_path / "signed"
     argv = ["audit", "export", "--config", str(config), "--output", str(out), "--no-pdf"]
     assert main([*argv, "--public-key", str(public)]) == 0

@@ -95,13 +95,7 @@ def test_a_reviewer_acknowledges_an_alert_in_the_browser(
             assert after["state"] == "acknowledged"
             assert [row[1:] for row in after["decisions"]] == [["ana", "ack", REASON]]
             assert after["forms"] == ["form-resolve", "form-comment", "form-reopen"]
-            errors = [
-                e
-                for e in browser.events
-                if e["method"] == "Runtime.exceptionThrown"
-                or (e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
-                or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
-            ]
+            errors = browser.errors()
             requests = [
                 (e["params"]["request"]["method"], e["params"]["request"]["url"])
                 for e in browser.events

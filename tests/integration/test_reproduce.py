@@ -15,8 +15,10 @@ import yaml
 from support import (
     EVERY_DRIFT_DETECTION,
     every_drift_type,
+    run_through,
     settings_for,
     sidecar_thread,
+    with_audit,
     write_config,
 )
 
@@ -70,17 +72,9 @@ def archived(session_kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> An
         group_id=unique_name("reproduce-group"),
         checkpoint_events=4000,
     )
-    settings = settings_for(_archiving(config))
-    with sidecar_thread(settings):
-        kafka.wait_committed(settings.kafka.group_id, source, kafka.end_offsets(source))
+    settings = settings_for(with_audit(config, archive_interval_s=0))
+    run_through(kafka, settings)
     return kafka, settings, config, [r.json() for r in kafka.read_all(alert_topic)]
-
-
-def _archiving(config: Path) -> Path:
-    tree = yaml.safe_load(config.read_text())
-    tree["audit"] = {"archive_interval_s": 0}
-    config.write_text(yaml.safe_dump(tree))
-    return config
 
 
 def _reproduce(capsys: Any, *argv: str) -> tuple[int, str, str]:
@@ -196,7 +190,7 @@ def test_error_rate_alerts_completed_on_a_labels_topic(
         checkpoint_events=1000,
         batch_size=500,
     )
-    settings = settings_for(_archiving(config))
+    settings = settings_for(with_audit(config, archive_interval_s=0))
     group = settings.kafka.group_id
     stream = DelayedStream(model="credit", seed=11)
     with sidecar_thread(settings):

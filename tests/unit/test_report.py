@@ -390,13 +390,7 @@ def test_the_report_in_headless_chromium(report: Path, tmp_path: Path) -> None:
         browser.wait_for("Page.loadEventFired")
         result = browser.send("Runtime.evaluate", expression=_FIGURES_JS, returnByValue=True)
         figures = json.loads(result["result"]["value"])
-        errors = [
-            e
-            for e in browser.events
-            if e["method"] == "Runtime.exceptionThrown"
-            or (e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] == "error")
-            or (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
-        ]
+        errors = browser.errors()
         requests = [
             e["params"]["request"]["url"]
             for e in browser.events
