@@ -8,27 +8,28 @@ cdef class Detector:
 
 
 cdef class Adwin(Detector):
-    cdef readonly dict _params
-    cdef double delta
-    cdef long long clock
-    cdef long long max_buckets
-    cdef double min_window_length
-    cdef double grace_period
+    # What every step touches first, the rest after.
     cdef bint detected
+    cdef bint zeros_only
+    cdef long long tick
+    cdef long long clock
     cdef double total
     cdef double variance
     cdef double width
     cdef double total_width
     cdef long long n_buckets
     cdef long long max_n_buckets
-    cdef long long tick
-    cdef long long n_detections
-    cdef bint zeros_only
+    cdef long long max_buckets
     cdef Py_ssize_t rows
+    cdef double grace_period
     cdef Py_ssize_t capacity
+    cdef long long n_detections
+    cdef double delta
+    cdef double min_window_length
+    cdef readonly dict _params
+    cdef long long[::1] lengths
     cdef double[:, ::1] totals
     cdef double[:, ::1] variances
-    cdef long long[::1] lengths
 
     cpdef bint step(self, double x) except -1
     cdef void _reset(self)

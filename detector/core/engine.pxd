@@ -50,13 +50,21 @@ cdef class Layout:
     cdef long long[::1] stamp
     cdef long long epoch
     cdef list monitors
+    cdef list numbers
+    cdef Py_ssize_t count
+    cdef list given
+    cdef double[::1] xs
+    cdef Py_ssize_t[::1] todo
     cdef FeatureMonitor prediction
     cdef bint prediction_numeric
     cdef Py_ssize_t prediction_rank
     cdef object error
     cdef Py_ssize_t processed
 
-    @cython.locals(t=type, features=dict, p=Py_ssize_t, j=Py_ssize_t)
+    @cython.locals(
+        t=type, features=dict, p=Py_ssize_t, j=Py_ssize_t, kind=int, numbers=NumericTracker,
+        todo=Py_ssize_t, q=Py_ssize_t,
+    )
     cdef bint admits(self, PredictionEvent event) except -1
 
     cdef void flush(self, PartitionDetectors engine, object result) except *

@@ -260,14 +260,26 @@ class Layout:
         self.stamp = np.zeros(self.slots, dtype=np.int64)
         self.epoch = 0
         self.monitors: list[FeatureMonitor | None] = []
+        #: Each numeric slot's tracker (None for the others).
+        self.numbers: list[NumericTracker | None] = []
+        #: What admits found in the event, by position: ``count`` keys, their values
+        #: (``given``; numbers also as floats, ``xs``), and the positions of the numbers
+        #: (``todo``), whose rank searches admits starts. The feed reads these, not the event.
+        self.count = 0
+        self.given: list[Any] = [None] * self.slots
+        self.xs = np.zeros(self.slots, dtype=np.float64)
+        self.todo = np.zeros(self.slots, dtype=np.intp)
         for j, key in enumerate(self.keys):
             monitor = known.get(key)
             self.monitors.append(monitor)
             if monitor is None:  # only ignored features are not registered
                 self.kinds[j] = IGNORED
+                self.numbers.append(None)
                 continue
             self.kinds[j] = _slot_kind(monitor, settings.feature_kind(self.base, key))
             self.ranks[j] = rank_of[key]
+            numeric = self.kinds[j] == NUMERIC
+            self.numbers.append(monitor.values if numeric else None)  # type: ignore[arg-type]
         prediction = state.prediction
         assert prediction is not None and prediction.kind is not None
         self.prediction = prediction
@@ -284,6 +296,8 @@ class Layout:
         if self.prediction_numeric:
             if t is not float and t is not int:
                 return False
+            numbers = self.prediction.values
+            numbers.fetch()  # type: ignore[union-attr]
         elif t is not str and t is not dict and t is not bool:
             return False
         if event.label is not None and self.error is None:
@@ -294,6 +308,7 @@ class Layout:
         self.epoch += 1
         p = 0
         j = -1
+        todo = 0
         for key, value in features.items():
             j += 1
             if j >= self.slots or not (key is self.keys[j] or key == self.keys[j]):
@@ -301,11 +316,28 @@ class Layout:
                 if found is None:
                     return False
                 j = found
-            if not _fits(self.kinds[j], value):
+            kind = self.kinds[j]
+            if not _fits(kind, value):
                 return False
+            if kind == NUMERIC and value is not None:
+                numbers = self.numbers[j]
+                numbers.fetch()  # type: ignore[union-attr]
+                self.xs[p] = value
+                self.todo[todo] = p
+                todo += 1
+            self.given[p] = value
             self.order[p] = j
             self.stamp[j] = self.epoch
-            p += 1  # noqa: SIM113 (a C index, no iterator)
+            p += 1
+        self.count = p
+        # Each numeric value's rank search starts once every feature's fences are loading.
+        for q in range(todo):
+            p = self.todo[q]
+            numbers = self.numbers[self.order[p]]
+            numbers.prepare(self.xs[p])
+        if self.prediction_numeric:
+            numbers = self.prediction.values
+            numbers.prepare(prediction)  # type: ignore[union-attr, arg-type]
         return True
 
     def flush(self, engine: PartitionDetectors, result: BatchResult) -> None:
@@ -511,31 +543,32 @@ class PartitionDetectors:
         state = layout.state
         ts = event.timestamp_ms
         hits: list[Any] | None = None
-        p = 0
-        for key, value in event.features.items():
+        for p in range(layout.count):  # the event's features, as admits found them
             j = layout.order[p]
-            p += 1
             kind = layout.kinds[j]
             if kind == IGNORED:
                 continue
             monitor = layout.monitors[j]
+            value = layout.given[p]
             hit = monitor.missing.flag(value is None, index)
             if hit is not None:
-                hits = _add(hits, layout.ranks[j], 0, key, hit)
+                hits = _add(hits, layout.ranks[j], 0, layout.keys[j], hit)
             if value is None:
                 continue
             monitor.last_seen_ms = ts
             if kind == NUMERIC:
                 numbers = monitor.values
-                hit = numbers.number(value, index)
+                hit = numbers.number(layout.xs[p], index)
             else:
                 categories = monitor.values
                 hit = categories.category(
                     value if type(value) is str else categorical(value), index
                 )
             if hit is not None:
-                hits = _add(hits, layout.ranks[j], 1, key, with_missing_rates(hit, monitor))
-        if p < layout.slots:  # features the event left out are missing
+                hits = _add(
+                    hits, layout.ranks[j], 1, layout.keys[j], with_missing_rates(hit, monitor)
+                )
+        if layout.count < layout.slots:  # features the event left out are missing
             epoch = layout.epoch
             for j in range(layout.slots):
                 kind = layout.kinds[j]

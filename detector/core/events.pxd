@@ -33,7 +33,9 @@ cdef long long _month_days(long long year, long long month) noexcept
 )
 cpdef long long rfc3339_ms(str text) except? -2
 
+cpdef str required_str(dict doc, str key)
+
 cpdef object parse_event(object value, Py_ssize_t max_bytes=*, bint check_features=*)
 
-@cython.locals(doc_dict=dict, ts=cython.longlong, event=PredictionEvent)
+@cython.locals(fields=dict, ts=cython.longlong, event=PredictionEvent)
 cpdef PredictionEvent _parse_doc(object doc, bint check_features)

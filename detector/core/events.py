@@ -289,7 +289,8 @@ def check_segment(segment: Any) -> None:
 _MISSING = object()
 
 
-def _required_str(doc: dict[str, Any], key: str) -> str:
+def required_str(doc: dict[str, Any], key: str) -> str:
+    """``doc[key]``, a non-empty string (events and labels alike), or InvalidEvent."""
     value = doc.get(key, _MISSING)
     if value is _MISSING:
         raise InvalidEvent("missing_field", f"required field {key!r} is missing")
@@ -350,30 +351,31 @@ def _parse_doc(doc: Any, check_features: bool) -> PredictionEvent:
     """Validate a decoded event; the first problem found, in this order, is the reason."""
     if not isinstance(doc, dict):
         raise InvalidEvent("not_object", f"top level is a JSON {type(doc).__name__}, not an object")
-    version = doc.get("schema_version", _MISSING)
+    fields: dict[str, Any] = doc  # compiled: a dict's own lookups, no method calls
+    version = fields.get("schema_version", _MISSING)
     if version is not _MISSING:
         check_schema_version(version)
-    event_id = _required_str(doc, "event_id")
-    model = _required_str(doc, "model")
-    model_version = doc.get("model_version")
+    event_id = required_str(fields, "event_id")
+    model = required_str(fields, "model")
+    model_version = fields.get("model_version")
     if model_version is not None and not isinstance(model_version, str):
         raise InvalidEvent("wrong_type", "'model_version' must be a string")
-    stamp = doc.get("timestamp", _MISSING)
+    stamp = fields.get("timestamp", _MISSING)
     if stamp is _MISSING:
         raise InvalidEvent("missing_field", "required field 'timestamp' is missing")
     ts = timestamp_ms(stamp)
-    features = doc.get("features", _MISSING)
+    features = fields.get("features", _MISSING)
     if features is _MISSING:
         raise InvalidEvent("missing_field", "required field 'features' is missing")
     if not isinstance(features, dict):
         raise InvalidEvent("wrong_type", "'features' must be an object")
     if check_features:
         check_feature_types(features)
-    prediction = doc.get("prediction", _MISSING)
+    prediction = fields.get("prediction", _MISSING)
     if prediction is _MISSING:
         raise InvalidEvent("missing_field", "required field 'prediction' is missing")
     _check_prediction(prediction)
-    segment = doc.get("segment")
+    segment = fields.get("segment")
     if segment is not None:
         check_segment(segment)
     event = PredictionEvent.__new__(PredictionEvent)  # compiled: no argument parsing
@@ -383,6 +385,6 @@ def _parse_doc(doc: Any, check_features: bool) -> PredictionEvent:
     event.timestamp_ms = ts
     event.features = features
     event.prediction = prediction
-    event.label = doc.get("label")
+    event.label = fields.get("label")
     event.segment = segment
     return event

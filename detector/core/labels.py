@@ -39,6 +39,7 @@ from detector.core.events import (
     InvalidEvent,
     check_schema_version,
     check_segment,
+    required_str,
     timestamp_ms,
 )
 from detector.core.settings import LabelSettings
@@ -96,15 +97,6 @@ class LabelEvent:
         self.segment = segment
 
 
-def _required_str(doc: dict[str, Any], key: str) -> str:
-    if key not in doc:
-        raise InvalidEvent("missing_field", f"required field {key!r} is missing")
-    value = doc[key]
-    if not isinstance(value, str) or not value:
-        raise InvalidEvent("wrong_type", f"{key!r} must be a non-empty string")
-    return value
-
-
 def parse_label(value: bytes | None, max_bytes: int = 1_048_576) -> LabelEvent:
     """Parse and validate one label message. Raises InvalidEvent, nothing else."""
     if not value:
@@ -119,8 +111,8 @@ def parse_label(value: bytes | None, max_bytes: int = 1_048_576) -> LabelEvent:
         raise InvalidEvent("not_object", f"top level is a JSON {type(doc).__name__}, not an object")
     if "schema_version" in doc:
         check_schema_version(doc["schema_version"])
-    event_id = _required_str(doc, "event_id")
-    model = _required_str(doc, "model")
+    event_id = required_str(doc, "event_id")
+    model = required_str(doc, "model")
     if "label" not in doc:
         raise InvalidEvent("missing_field", "required field 'label' is missing")
     label = doc["label"]

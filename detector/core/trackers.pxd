@@ -5,6 +5,11 @@ cimport cython
 from detector.core.detectors cimport Detector
 
 
+cdef extern from *:
+    # GCC's and Clang's: start loading the cache line of addr, without waiting for it.
+    void prefetch "__builtin_prefetch"(const void *addr) noexcept nogil
+
+
 cdef Py_ssize_t _slot(Py_ssize_t head, Py_ssize_t cap) noexcept nogil
 
 
@@ -21,22 +26,23 @@ cdef class Tracker:
 
 
 cdef class RateTracker(Tracker):
+    # What every observation touches first (one cache line, or two), the rest after.
+    cdef long long cnt
+    cdef long long acc
     cdef readonly long long k
+    cdef readonly long long seen
     cdef double scale
+    cdef readonly Detector detector
+    cdef long long ref_blocks
+    cdef long long ref_sum
+    cdef long long ref_len
+    cdef Py_ssize_t recent_head
+    cdef Py_ssize_t recent_len
     cdef public str drift_type
     cdef public bint rising
     cdef readonly long long fired
-    cdef readonly Detector detector
-    cdef long long ref_blocks
     cdef object rearm
-    cdef readonly long long seen
-    cdef long long ref_sum
-    cdef long long ref_len
     cdef long long[::1] recent  # block counts, a ring
-    cdef Py_ssize_t recent_head
-    cdef Py_ssize_t recent_len
-    cdef long long cnt
-    cdef long long acc
 
     cpdef object push(self, object value, Py_ssize_t index)
 
@@ -50,36 +56,46 @@ cdef class RateTracker(Tracker):
 
 
 cdef class NumericTracker(Tracker):
+    # What every observation touches first (one cache line, or two), the rest after.
+    cdef long long cnt
+    cdef long long sum_a
+    cdef long long sum_b
     cdef readonly long long k
+    cdef readonly long long seen
+    cdef Py_ssize_t since
+    cdef Py_ssize_t size
+    cdef Py_ssize_t buckets
+    cdef Py_ssize_t cap
+    cdef Py_ssize_t recent_head
+    cdef Py_ssize_t recent_len
+    cdef double hint_x  # prepare's value and its bucket, for the next _ranks
+    cdef Py_ssize_t hint_bucket
+    cdef bint hinted
+    cdef readonly object reference
+    cdef double ca
+    cdef double cb
+    cdef readonly Detector mean_det
+    cdef readonly Detector spread_det
     cdef double scale
     cdef readonly object spec
     cdef long long ref_size
     cdef readonly object drift_type
     cdef long long window
     cdef list building
-    cdef readonly object reference
+    cdef object rearm
     cdef const double[::1] ref
     cdef const double[::1] fences  # the last value of each bucket of 8 reference values
-    cdef Py_ssize_t size
-    cdef Py_ssize_t buckets
-    cdef double ca
-    cdef double cb
     cdef double[::1] recent  # a ring of the last max(window, RANK_WINDOW) values
-    cdef Py_ssize_t cap
-    cdef Py_ssize_t recent_head
-    cdef Py_ssize_t recent_len
-    cdef Py_ssize_t since
-    cdef long long cnt
-    cdef long long sum_a
-    cdef long long sum_b
-    cdef readonly Detector mean_det
-    cdef readonly Detector spread_det
-    cdef readonly long long seen
-    cdef object rearm
 
     cdef void _learn(self)
     cdef void _bind(self)
     cpdef object push(self, object value, Py_ssize_t index)
+
+    @cython.locals(i=Py_ssize_t)
+    cdef void fetch(self) noexcept
+
+    @cython.locals(bucket=Py_ssize_t)
+    cpdef void prepare(self, double x) noexcept
 
     @cython.locals(a=cython.longlong, fired_mean=bint, fired_spread=bint)
     cdef object number(self, double x, Py_ssize_t index)
@@ -94,24 +110,25 @@ cdef class NumericTracker(Tracker):
 
 
 cdef class CategoricalTracker(Tracker):
+    # What every observation touches first (one cache line, or two), the rest after.
+    cdef long long cnt
     cdef readonly long long k
+    cdef readonly long long seen
+    cdef list recent  # a ring of the last `window` values
+    cdef Py_ssize_t recent_head
+    cdef Py_ssize_t recent_len
+    cdef long long window
+    cdef readonly object ref_counts
+    cdef readonly dict codes
+    cdef readonly list detectors
     cdef double scale
     cdef readonly object spec
     cdef readonly object settings
     cdef long long ref_size
     cdef readonly str drift_type
     cdef list building
-    cdef readonly object ref_counts
-    cdef readonly dict codes
-    cdef readonly list detectors
-    cdef long long window
-    cdef list recent  # a ring of the last `window` values
-    cdef Py_ssize_t recent_head
-    cdef Py_ssize_t recent_len
-    cdef long long[::1] counts
-    cdef long long cnt
-    cdef readonly long long seen
     cdef object rearm
+    cdef long long[::1] counts
 
     cdef void _learn(self)
     cpdef object push(self, object value, Py_ssize_t index)

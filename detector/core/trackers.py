@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+import cython
 import numpy as np
 
 from detector.core.detectors import Detector, build_detector
@@ -203,6 +204,16 @@ class RateTracker(Tracker):
         self.acc = state["acc"]
 
 
+def _aligned(values: Any) -> Any:
+    """``values`` (float64) in a read-only copy whose first value starts a 64-byte line."""
+    buffer = np.empty(values.shape[0] + 8, dtype=np.float64)
+    start = (-buffer.ctypes.data % 64) // 8
+    out = buffer[start : start + values.shape[0]]
+    out[:] = values
+    out.flags.writeable = False
+    return out
+
+
 def _left(ref: Any, start: int, n: int, x: float) -> int:
     """The first index ``i`` of ``ref[start:start + n]`` with ``ref[i] >= x``, counted from
     ``start`` (``numpy.searchsorted`` side "left"). Compiled, the halving takes conditional
@@ -256,6 +267,9 @@ class NumericTracker(Tracker):
         self.spread_det = build_detector(spec)
         self.seen = 0
         self.rearm = Rearm(settings.rearm_after)
+        self.hinted = False
+        self.hint_x = 0.0
+        self.hint_bucket = 0
 
     def _learn(self) -> None:
         self.reference = np.sort(np.asarray(self.building, dtype=np.float64))
@@ -264,16 +278,42 @@ class NumericTracker(Tracker):
         self.since = 0
 
     def _bind(self) -> None:
-        """Index the reference: the last value of each bucket of 8 (the fences)."""
-        self.ref = self.reference
+        """Index the reference: the last value of each bucket of 8 (the fences). The values
+        are kept in a copy aligned to 64 bytes, so that each bucket is one cache line."""
+        self.ref = _aligned(self.reference)
+        self.hinted = False
         self.size = self.ref.shape[0]
         self.buckets = (self.size + 7) // 8
-        self.fences = self.reference[np.minimum(np.arange(self.buckets) * 8 + 7, self.size - 1)]
+        self.fences = _aligned(
+            self.reference[np.minimum(np.arange(self.buckets) * 8 + 7, self.size - 1)]
+        )
         self.ca = self.scale / (2.0 * self.size)
         self.cb = self.scale / self.size
 
     def push(self, value: Any, index: int) -> Hit | None:
         return self.number(float(value), index)
+
+    def fetch(self) -> None:
+        """Compiled, start loading the fences (a prefetch of each of their cache lines), for
+        a :meth:`prepare` soon after; uncompiled, nothing."""
+        if cython.compiled and self.reference is not None:
+            for i in range(0, self.buckets, 8):
+                prefetch(cython.address(self.fences[i]))  # type: ignore[name-defined]  # noqa: F821 (trackers.pxd)
+
+    def prepare(self, x: float) -> None:
+        """Start ranking ``x`` ahead of :meth:`number` (the engine calls this for each
+        feature of an event while it matches the event against its layout): search the
+        fences and, compiled, start loading the bucket to search (a prefetch). The loads of
+        an event's features then overlap instead of each waiting for the last. ``number``
+        takes the bucket found here if it comes with the same ``x``; nothing else changes."""
+        if self.reference is None:
+            return
+        bucket = _left(self.fences, 0, self.buckets, x)
+        self.hint_x = x
+        self.hint_bucket = bucket
+        self.hinted = True
+        if cython.compiled and bucket < self.buckets:
+            prefetch(cython.address(self.ref[bucket * 8]))  # type: ignore[name-defined]  # noqa: F821 (trackers.pxd)
 
     def number(self, x: float, index: int) -> Hit | None:
         """``push`` for a value already a float (the engine's call)."""
@@ -308,7 +348,11 @@ class NumericTracker(Tracker):
         """``searchsorted`` left + right on the reference, touching two cache lines: the
         fences (small, shared by every search, so cached) find the bucket of 8 values,
         then one bucket is searched. The right rank differs only on ties."""
-        bucket = _left(self.fences, 0, self.buckets, x)
+        if self.hinted and self.hint_x == x:
+            bucket = self.hint_bucket
+        else:
+            bucket = _left(self.fences, 0, self.buckets, x)
+        self.hinted = False
         if bucket == self.buckets:
             return 2 * self.size  # type: ignore[no-any-return]
         start = bucket * 8
@@ -375,6 +419,7 @@ class NumericTracker(Tracker):
         self.window = state["window"]
         self.building = state["building"]
         self.reference = state["reference"]
+        self.hinted = False
         if self.reference is not None:
             self._bind()
         self.cap = max(self.window, RANK_WINDOW)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import oracle_trackers
 import orjson
+import pure
 import pytest
 from kernel_support import Outcome, assert_same, new_core, run_batches
 from river import drift
@@ -251,6 +252,9 @@ def compiled_hits() -> dict[tuple[str, str], list[Hit]]:
 
 
 CASE_SETTINGS = [(case, name) for case in CASES for name in SETTINGS]
+NUMERIC_CASE_SETTINGS = [
+    (case, name) for case, name in CASE_SETTINGS if CASES[case][1] is trackers.NumericTracker
+]
 
 
 class TestTrackersMatchReference:
@@ -274,6 +278,37 @@ class TestTrackersMatchReference:
         positions, drift types, statistics, detectors, effects, evidence, descriptions."""
         expected = compiled_hits[case, settings]
         assert _reference_hits(case, SETTINGS[settings], chunk) == expected
+
+    @pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "uncompiled"])
+    @pytest.mark.parametrize("ahead", ["same", "other"])
+    @pytest.mark.parametrize(("case", "settings"), NUMERIC_CASE_SETTINGS)
+    def test_prepared_ranks_change_nothing(
+        self,
+        compiled_hits: dict[tuple[str, str], list[Hit]],
+        case: str,
+        settings: str,
+        ahead: str,
+        compiled: bool,
+    ) -> None:
+        """``prepare(x)`` before each value (as the engine's layout match does) leaves the
+        hits and the state as they were; so does preparing a different value (the bucket
+        found for it is not used for another)."""
+        drift_type, values = CASES[case][2], _items(CASES[case][3])
+        module = trackers if compiled else pure.core().trackers
+        tracker = module.NumericTracker(SETTINGS[settings].detector, SETTINGS[settings], drift_type)
+        plain = module.NumericTracker(SETTINGS[settings].detector, SETTINGS[settings], drift_type)
+        hits: list[Hit] = []
+        for i, value in enumerate(values):
+            tracker.prepare(value if ahead == "same" else value + 0.5 + i % 3)
+            hits += _absolute(tracker.update((value,)), i)
+            plain.update((value,))
+        assert _where(hits) == _where(compiled_hits[case, settings])
+        if compiled:  # (the uncompiled module's hits are of its own Hit class)
+            assert hits == compiled_hits[case, settings]
+        state, expected = tracker.__getstate__(), plain.__getstate__()
+        for key in ("seen", "since", "cnt", "sum_a", "sum_b", "building"):
+            assert state[key] == expected[key], key
+        np.testing.assert_array_equal(state["reference"], expected["reference"])
 
     @pytest.mark.parametrize("case", list(CASES))
     def test_compiled_batching_does_not_matter(
