@@ -147,9 +147,9 @@ class Adwin(Detector):
 
     def _compress(self) -> None:
         idx = 0
+        n1 = 1.0  # 2**idx (doubled with idx: exact, as ldexp)
         full = self.max_buckets + 1
         while self.lengths[idx] == full:
-            n1 = ldexp(1.0, idx)
             t0 = self.totals[idx, 0]
             t1 = self.totals[idx, 1]
             v0 = self.variances[idx, 0]
@@ -172,6 +172,7 @@ class Adwin(Detector):
             if self.lengths[idx + 1] <= self.max_buckets:
                 break
             idx += 1
+            n1 *= 2.0
 
     def _drop(self, row: int, count: int) -> None:
         """Remove the ``count`` oldest buckets of ``row`` (River's ``Bucket.compress``)."""
@@ -227,8 +228,9 @@ class Adwin(Detector):
         u0 = 0.0
         u1 = self.total
         least = self.min_window_length
+        size = ldexp(1.0, self.rows)  # 2**idx below (halved with idx: exact, as ldexp)
         for idx in range(self.rows - 1, -1, -1):
-            size = ldexp(1.0, idx)
+            size *= 0.5
             length = self.lengths[idx]
             for k in range(length):
                 n0 += size

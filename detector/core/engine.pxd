@@ -2,12 +2,14 @@
 # only gives it C types). Read engine.py; change the two together.
 cimport cython
 
-from detector.core.events cimport PredictionEvent
+from detector.core.events cimport PredictionEvent, parse_event
 from detector.core.estimation cimport EstimatedPerformance
 from detector.core.performance cimport PerformanceTracker, score_of
 from detector.core.trackers cimport CategoricalTracker, NumericTracker, RateTracker
+from detector.core.values cimport categorical, prediction_value
 
 cdef int IGNORED, NUMERIC, CATEGORICAL, NULL_ONLY, CONFIGURED
+cdef long long _SWEEP_EVERY
 
 
 cdef class FeatureMonitor:
@@ -113,6 +115,7 @@ cdef class PartitionDetectors:
         state=ModelState, ts=cython.longlong, hits=list, p=Py_ssize_t, j=Py_ssize_t,
         kind=int, monitor=FeatureMonitor, numbers=NumericTracker,
         categories=CategoricalTracker, epoch=cython.longlong, estimation=EstimatedPerformance,
+        segmented=bint,
     )
     cdef object _feed(
         self, Layout layout, PredictionEvent event, object offset, Py_ssize_t index,

@@ -44,6 +44,7 @@ from detector.core.values import categorical, kind_of, prediction_value
 #: Stale features are swept every this many admitted events of a model, and every this
 #: many events refused for lack of room for a new feature.
 SWEEP_EVERY = 1024
+_SWEEP_EVERY = SWEEP_EVERY  # compiled: a C constant (engine.pxd)
 REFUSED_SWEEP_EVERY = 256
 
 # What a layout slot takes (Layout.kinds).
@@ -595,11 +596,11 @@ class PartitionDetectors:
             )
         label = event.label
         joined: Joined | None = None
-        segments = self.settings.segments
         grouped: dict[str, str] | None = None
         if layout.segment is not None:
             pass  # a slice: labels arrive through _label_groups, fairness is the model's
         elif self.join is not None:
+            segments = self.settings.segments
             if segments.enabled:
                 grouped = segments.sliced(event.segment)
             joined = self.join.prediction(
@@ -630,7 +631,10 @@ class PartitionDetectors:
                 hit = estimation.observe(score, index)
                 if hit is not None:
                     hits = _add(hits, layout.prediction_rank + 1, 1, ERROR, hit)
-        if segments.protected and layout.segment is None and event.segment is not None:
+        # (The settings are read only for the events they concern: a pydantic attribute is
+        # a slow lookup for every event.)
+        segmented = event.segment is not None and layout.segment is None
+        if segmented and self.settings.segments.protected:
             hits = self._decide(state, event, index, hits, layout.prediction_rank + 2, result)
         state.events += 1
         if ts > state.latest_ms:
@@ -652,9 +656,14 @@ class PartitionDetectors:
                 if joined is not None and joined.label_offset is not None and item[2] == ERROR:
                     detection = _with_label(detection, self.labels_topic, self.partition, joined)
                 result.detections.append(detection)
-        if state.events % SWEEP_EVERY == 0:
+        if state.events % _SWEEP_EVERY == 0:
             result.expired += self._expire(event.model, state, state.latest_ms)
-        if joined is None and label is not None and segments.enabled and layout.segment is None:
+        if (
+            joined is None
+            and label is not None
+            and layout.segment is None
+            and self.settings.segments.enabled
+        ):
             joined = Joined(
                 event.prediction,
                 label,
@@ -663,7 +672,7 @@ class PartitionDetectors:
                 event.model_version,
                 None,
                 ts,
-                segments.sliced(event.segment),
+                self.settings.segments.sliced(event.segment),
             )
         return joined
 

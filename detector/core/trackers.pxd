@@ -10,6 +10,9 @@ cdef extern from *:
     void prefetch "__builtin_prefetch"(const void *addr) noexcept nogil
 
 
+cdef Py_ssize_t _RANK_WINDOW
+
+
 cdef Py_ssize_t _slot(Py_ssize_t head, Py_ssize_t cap) noexcept nogil
 
 

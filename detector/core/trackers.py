@@ -45,6 +45,8 @@ from detector.core.hits import (
 )
 from detector.core.settings import DetectionSettings, DetectorSpec
 
+_RANK_WINDOW = RANK_WINDOW  # compiled: a C constant (trackers.pxd)
+
 
 def _restore(cls: Any, state: dict[str, Any]) -> Any:
     """A tracker from its ``__getstate__`` dictionary (how trackers are unpickled)."""
@@ -328,7 +330,7 @@ class NumericTracker(Tracker):
                 self._learn()
             return None
         a = self._ranks(x)
-        if self.since < RANK_WINDOW:
+        if self.since < _RANK_WINDOW:
             self.since += 1
         self.sum_a += a
         self.sum_b += a - self.size if a >= self.size else self.size - a
