@@ -54,13 +54,14 @@ cdef class Layout:
     cdef list monitors
     cdef list numbers
     cdef Py_ssize_t count
+    cdef int[::1] nulls
     cdef list given
     cdef double[::1] xs
     cdef Py_ssize_t[::1] todo
     cdef FeatureMonitor prediction
     cdef bint prediction_numeric
     cdef Py_ssize_t prediction_rank
-    cdef object error
+    cdef PerformanceTracker error
     cdef Py_ssize_t processed
 
     @cython.locals(
@@ -90,6 +91,10 @@ cdef class PartitionDetectors:
     cdef public long long full_admissions
     cdef public object join
     cdef public str labels_topic
+    cdef bint _segmenting
+    cdef bint _slicing
+    cdef bint _protecting
+    cdef bint _estimating
 
     @cython.locals(i=Py_ssize_t, layout=Layout)
     cpdef object process_batch(self, object offsets, object values, object timestamps=*)
@@ -115,7 +120,7 @@ cdef class PartitionDetectors:
         state=ModelState, ts=cython.longlong, hits=list, p=Py_ssize_t, j=Py_ssize_t,
         kind=int, monitor=FeatureMonitor, numbers=NumericTracker,
         categories=CategoricalTracker, epoch=cython.longlong, estimation=EstimatedPerformance,
-        segmented=bint,
+        segmented=bint, null=bint,
     )
     cdef object _feed(
         self, Layout layout, PredictionEvent event, object offset, Py_ssize_t index,
@@ -124,5 +129,9 @@ cdef class PartitionDetectors:
 
     @cython.locals(state=ModelState, monitor=FeatureMonitor)
     cpdef ModelState _admit(self, PredictionEvent event, object result, object base=*)
+
+    cdef PerformanceTracker _performance(self, ModelState state, str name)
+
+    cdef EstimatedPerformance _estimation(self, ModelState state)
 
     cpdef Py_ssize_t _expire(self, str model, ModelState state, long long now_ms) except -1

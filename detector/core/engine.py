@@ -263,10 +263,12 @@ class Layout:
         self.monitors: list[FeatureMonitor | None] = []
         #: Each numeric slot's tracker (None for the others).
         self.numbers: list[NumericTracker | None] = []
-        #: What admits found in the event, by position: ``count`` keys, their values
-        #: (``given``; numbers also as floats, ``xs``), and the positions of the numbers
-        #: (``todo``), whose rank searches admits starts. The feed reads these, not the event.
+        #: What admits found in the event, by position: ``count`` keys, which are null
+        #: (``nulls``), the numbers as floats (``xs``), the other values (``given``), and
+        #: the positions of the numbers (``todo``), whose rank searches admits starts. The
+        #: feed reads these, not the event.
         self.count = 0
+        self.nulls = np.zeros(self.slots, dtype=np.intc)
         self.given: list[Any] = [None] * self.slots
         self.xs = np.zeros(self.slots, dtype=np.float64)
         self.todo = np.zeros(self.slots, dtype=np.intp)
@@ -320,13 +322,18 @@ class Layout:
             kind = self.kinds[j]
             if not _fits(kind, value):
                 return False
-            if kind == NUMERIC and value is not None:
+            if value is None:
+                self.nulls[p] = 1
+            elif kind == NUMERIC:
+                self.nulls[p] = 0
                 numbers = self.numbers[j]
                 numbers.fetch()  # type: ignore[union-attr]
                 self.xs[p] = value
                 self.todo[todo] = p
                 todo += 1
-            self.given[p] = value
+            else:
+                self.nulls[p] = 0
+                self.given[p] = value
             self.order[p] = j
             self.stamp[j] = self.epoch
             p += 1
@@ -374,7 +381,7 @@ class PartitionDetectors:
     full_admissions: int
 
     def __init__(self, settings: DetectionSettings, topic: str, partition: int) -> None:
-        self.settings = settings
+        self._adopt(settings)
         self.topic = topic
         self.partition = partition
         self.models = {}
@@ -390,6 +397,15 @@ class PartitionDetectors:
         #: The label join (None unless ``settings.labels.join``) and the labels topic's name.
         self.join: LabelJoin | None = LabelJoin(settings.labels) if settings.labels.join else None
         self.labels_topic = "labels"
+
+    def _adopt(self, settings: DetectionSettings) -> None:
+        """Take ``settings``, and the few of its switches that every event consults, as C
+        flags (a pydantic attribute is a slow lookup, a property a Python call)."""
+        self.settings = settings
+        self._segmenting = settings.segments.enabled
+        self._slicing = bool(settings.segments.keys)
+        self._protecting = bool(settings.segments.protected)
+        self._estimating = settings.estimated_performance.enabled
 
     def set_max_message_bytes(self, limit: int) -> None:
         self._max_bytes = limit
@@ -460,8 +476,8 @@ class PartitionDetectors:
         if layout.processed == 0:
             touched.append(layout)
         joined = self._feed(layout, event, offset, index, result)
-        if event.segment is not None and self.settings.segments.enabled:
-            if self.settings.segments.keys:
+        if event.segment is not None and self._segmenting:
+            if self._slicing:
                 self._feed_slices(event, offset, index, result, touched)
             if joined is not None:  # after the slices: a first event's slice exists now
                 self._label_groups(event.model, layout.state, joined, event.event_id, index, result)
@@ -550,17 +566,18 @@ class PartitionDetectors:
             if kind == IGNORED:
                 continue
             monitor = layout.monitors[j]
-            value = layout.given[p]
-            hit = monitor.missing.flag(value is None, index)
+            null = bool(layout.nulls[p])  # (uncompiled: a bool, not numpy's)
+            hit = monitor.missing.flag(null, index)
             if hit is not None:
                 hits = _add(hits, layout.ranks[j], 0, layout.keys[j], hit)
-            if value is None:
+            if null:
                 continue
             monitor.last_seen_ms = ts
             if kind == NUMERIC:
                 numbers = monitor.values
                 hit = numbers.number(layout.xs[p], index)
             else:
+                value = layout.given[p]
                 categories = monitor.values
                 hit = categories.category(
                     value if type(value) is str else categorical(value), index
@@ -600,9 +617,8 @@ class PartitionDetectors:
         if layout.segment is not None:
             pass  # a slice: labels arrive through _label_groups, fairness is the model's
         elif self.join is not None:
-            segments = self.settings.segments
-            if segments.enabled:
-                grouped = segments.sliced(event.segment)
+            if self._segmenting:
+                grouped = self.settings.segments.sliced(event.segment)
             joined = self.join.prediction(
                 event.model,
                 event.event_id,
@@ -634,7 +650,7 @@ class PartitionDetectors:
         # (The settings are read only for the events they concern: a pydantic attribute is
         # a slow lookup for every event.)
         segmented = event.segment is not None and layout.segment is None
-        if segmented and self.settings.segments.protected:
+        if segmented and self._protecting:
             hits = self._decide(state, event, index, hits, layout.prediction_rank + 2, result)
         state.events += 1
         if ts > state.latest_ms:
@@ -658,12 +674,7 @@ class PartitionDetectors:
                 result.detections.append(detection)
         if state.events % _SWEEP_EVERY == 0:
             result.expired += self._expire(event.model, state, state.latest_ms)
-        if (
-            joined is None
-            and label is not None
-            and layout.segment is None
-            and self.settings.segments.enabled
-        ):
+        if joined is None and label is not None and layout.segment is None and self._segmenting:
             joined = Joined(
                 event.prediction,
                 label,
@@ -898,7 +909,7 @@ class PartitionDetectors:
     def _estimation(self, state: ModelState) -> EstimatedPerformance | None:
         """The model's estimated performance, made at its first labelled prediction."""
         estimation = state.estimation
-        if estimation is None and self.settings.estimated_performance.enabled:
+        if estimation is None and self._estimating:
             estimation = state.estimation = EstimatedPerformance(self.settings)
         return estimation
 
@@ -940,7 +951,7 @@ class PartitionDetectors:
             state = self.models[model]  # a waiting prediction's model is tracked
             self._joined(joined, result)
             self._observe_label(state, model, model, joined, label.event_id, i, result)
-            if self.settings.segments.enabled:
+            if self._segmenting:
                 self._label_groups(model, state, joined, label.event_id, i, result)
         result.label_outcomes = join.take_outcomes()
         result.labels = len(offsets)
@@ -1068,7 +1079,7 @@ class PartitionDetectors:
 
         Returns how many feature monitors were reset.
         """
-        self.settings = settings
+        self._adopt(settings)
         self._layouts.clear()
         self._slice_layouts.clear()
         reset = self._reconfigure_segments(settings.segments)

@@ -4,6 +4,16 @@ cimport cython
 
 from detector.core.detectors cimport Detector
 
+cdef Py_ssize_t _TABLE
+
+
+@cython.locals(
+    xs=cython.double[::1], ys=cython.double[::1], means=cython.double[::1],
+    weights=cython.double[::1], centers=cython.double[::1], n=Py_ssize_t, top=Py_ssize_t,
+    i=Py_ssize_t, w=double,
+)
+cpdef tuple isotonic(object scores, object labels)
+
 
 cdef class EstimatedPerformance:
     cdef public str fingerprint
@@ -29,5 +39,5 @@ cdef class EstimatedPerformance:
     @cython.locals(q=double, block=double)
     cpdef object observe(self, double score, Py_ssize_t index)
 
-    @cython.locals(p=double)
+    @cython.locals(p=double, x=double, i=Py_ssize_t)
     cpdef double right(self, double score)

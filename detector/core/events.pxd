@@ -35,6 +35,8 @@ cpdef long long rfc3339_ms(str text) except? -2
 
 cpdef str required_str(dict doc, str key)
 
+cpdef object check_segment(object segment)
+
 cpdef object parse_event(object value, Py_ssize_t max_bytes=*, bint check_features=*)
 
 @cython.locals(fields=dict, ts=cython.longlong, event=PredictionEvent)

@@ -5,6 +5,9 @@ cimport cython
 from detector.core.trackers cimport RateTracker
 
 
+@cython.locals(t=type)
+cdef bint _number(object value) noexcept
+
 cpdef object binary_label(object label)
 
 cpdef object score_of(object prediction)

@@ -35,7 +35,12 @@ from detector.core.values import categorical
 PERFORMANCE = "performance"
 #: Class names read as the positive class of two-class probabilities.
 POSITIVE = ("1", "true", "True", "yes", "positive")
-_NUMBERS = (float, int)
+
+
+def _number(value: Any) -> bool:
+    """An int or a float (a bool is neither here)."""
+    t = type(value)
+    return t is float or t is int
 
 
 def fingerprint(settings: DetectionSettings, model: str) -> str:
@@ -52,14 +57,14 @@ def fingerprint(settings: DetectionSettings, model: str) -> str:
 def binary_label(label: Any) -> int | None:
     if type(label) is bool:
         return int(label)
-    if type(label) in _NUMBERS and label in (0, 1):
+    if _number(label) and (label == 0 or label == 1):
         return int(label)
     return None
 
 
 def score_of(prediction: Any) -> float | None:
     """The positive-class score of a probability output, if it is one."""
-    if type(prediction) in _NUMBERS and 0.0 <= prediction <= 1.0:
+    if _number(prediction) and 0.0 <= prediction <= 1.0:
         return float(prediction)
     if type(prediction) is dict and len(prediction) == 2:
         for name in POSITIVE:
@@ -116,7 +121,7 @@ class PerformanceTracker:
             score = score_of(prediction)
             if score is not None:
                 return int((score >= self.threshold) != bool(positive)), score, positive
-        if type(prediction) in _NUMBERS and type(label) in _NUMBERS and positive is None:
+        if _number(prediction) and _number(label) and positive is None:
             err = abs(float(prediction) - float(label))
             if self.cutoff is None:
                 self.building.append(err)

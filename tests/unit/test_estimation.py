@@ -45,6 +45,41 @@ class TestCalibration:
         assert means.min() >= 0 and means.max() <= 1
         assert means[0] < 0.05 and means[-1] > 0.8  # labels ~ Bernoulli(score ** 2)
 
+    def test_isotonic_pools_adjacent_violators(self) -> None:
+        """By hand: 1, 0 violate (pooled to 0.5 at 0.15); 1, 1 are pooled too (ties are
+        violators, as in the pool-adjacent-violators rule's >=)."""
+        centers, means = isotonic(np.array([0.4, 0.1, 0.3, 0.2]), np.array([1, 1, 1, 0]))
+        assert centers.tolist() == [(0.1 + 0.2) / 2, (0.3 + 0.4) / 2]
+        assert means.tolist() == [0.5, 1.0]
+        assert isotonic(np.array([0.3]), np.array([0])) == (np.array([0.3]), np.array([0.0]))
+
+    @pytest.mark.parametrize("n", [1, 2, 17, 5000])
+    def test_isotonic_compiled_and_uncompiled_agree_bit_for_bit(self, n: int) -> None:
+        rng = np.random.default_rng(n)
+        scores = np.round(rng.random(n), 2)  # ties on the scores too
+        labels = (rng.random(n) < scores).astype(np.int64)
+        compiled = isotonic(scores, labels)
+        plain = pure_core().estimation.isotonic(scores, labels)
+        assert [a.tobytes() for a in compiled] == [a.tobytes() for a in plain]
+
+    @pytest.mark.parametrize("module", ["compiled", "uncompiled"])
+    def test_a_score_outside_0_1_takes_the_nearest_bin(self, module: str) -> None:
+        """Class probabilities are not range-checked: a score below 0 takes the first bin
+        (not, as a negative index would, one from the end), above 1 the last."""
+        cls = (
+            EstimatedPerformance
+            if module == "compiled"
+            else pure_core().estimation.EstimatedPerformance
+        )
+        est = cls(DetectionSettings())
+        est._lookup = [i / 1023 for i in range(1024)]  # bin i: probability i / 1023
+        assert est.right(0.75) == 768 / 1023  # bin int(0.75 * 1024)
+        assert est.right(-0.25) == 1.0 - 0.0  # below the threshold: 1 - p of bin 0
+        assert est.right(-1e300) == 1.0
+        assert est.right(1.5) == 1.0
+        assert est.right(float("inf")) == 1.0
+        assert est.right(1.0) == 1.0
+
     def test_expected_auc_of_certain_probabilities_is_the_auc(self) -> None:
         """With probabilities 0 or 1 the expected AUC is the AUC of those labels."""
         rng = np.random.default_rng(3)

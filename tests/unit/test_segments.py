@@ -150,6 +150,27 @@ class TestSliceState:
         entries = core.snapshot()
         assert entries == {slice_name("credit", "channel", v): None for v in ("branch", "web")}
 
+    def test_slicing_switched_on_by_reconfigure_finds_the_same_drift(self) -> None:
+        """The engine keeps the switches every event consults as flags: reconfigure must
+        set them, so slicing switched on later finds the drift slicing from the start does."""
+        events = sliced_stream(error_after=0.3)
+        values = [orjson.dumps(e) for e in events]
+        core = PartitionDetectors(DetectionSettings(), "in", 0)
+        assert core.process_batch(list(range(10_000)), values[:10_000]).detections == []
+        core.reconfigure(_settings())
+        later = core.process_batch(list(range(10_000, len(values))), values[10_000:])
+        # The slices start at the reconfigure: as a core slicing from that event on.
+        fresh = PartitionDetectors(_settings(), "in", 0)
+        since = fresh.process_batch(list(range(10_000, len(values))), values[10_000:])
+        assert _positions(later.detections) == _positions(since.detections)
+        assert _positions(later.detections) == [
+            (39416, "__error__", "performance", {"region": "west"})
+        ]
+        # And switched off again, the slices stop: no slice alert from then on.
+        core.reconfigure(DetectionSettings())
+        again = core.process_batch(list(range(len(values))), values)
+        assert [d.segment for d in again.detections if d.segment is not None] == []
+
     def test_a_corrupt_slice_key_is_refused(self) -> None:
         from detector.core.state import StateFormatError
 
