@@ -7,6 +7,10 @@ from detector.core.detectors cimport Detector
 cdef Py_ssize_t _TABLE
 
 
+@cython.locals(x=double)
+cpdef Py_ssize_t score_bin(double score) noexcept
+
+
 @cython.locals(
     xs=cython.double[::1], ys=cython.double[::1], means=cython.double[::1],
     weights=cython.double[::1], centers=cython.double[::1], n=Py_ssize_t, top=Py_ssize_t,
@@ -39,5 +43,5 @@ cdef class EstimatedPerformance:
     @cython.locals(q=double, block=double)
     cpdef object observe(self, double score, Py_ssize_t index)
 
-    @cython.locals(p=double, x=double, i=Py_ssize_t)
+    @cython.locals(p=double)
     cpdef double right(self, double score)

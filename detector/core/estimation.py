@@ -96,10 +96,21 @@ def expected_auc(scores: np.ndarray, probs: np.ndarray) -> float | None:
     return None if total <= 0.0 else right / total
 
 
+def score_bin(score: float) -> int:
+    """The calibration table's bin of ``score``: ``floor(TABLE * score)``, and for a score
+    outside [0, 1] (class probabilities are not range-checked) the nearest bin."""
+    x = score * _TABLE
+    if x >= _TABLE - 1:
+        return _TABLE - 1
+    if x <= 0.0:
+        return 0
+    return int(x)
+
+
 def summary(scores: list[float], table: np.ndarray, threshold: float) -> dict[str, Any]:
     """Estimated accuracy (with its 95 % interval) and ROC AUC of a window of scores."""
     s = np.asarray(scores, dtype=np.float64)
-    p = table[np.minimum((s * TABLE).astype(np.int64), TABLE - 1)]
+    p = table[np.array([score_bin(score) for score in scores], dtype=np.int64)]
     q = np.where(s >= threshold, p, 1.0 - p)
     n = s.shape[0]
     accuracy = float(q.mean())
@@ -178,16 +189,8 @@ class EstimatedPerformance:
 
     def right(self, score: float) -> float:
         """The calibrated probability that the decision on ``score`` is right (``q``);
-        only once the map is fitted (``table`` is not None). A score outside [0, 1] (class
-        probabilities are not range-checked) takes the nearest bin."""
-        x = score * _TABLE
-        if x >= _TABLE - 1:
-            i = _TABLE - 1
-        elif x <= 0.0:
-            i = 0
-        else:
-            i = int(x)
-        p = self._lookup[i]
+        only once the map is fitted (``table`` is not None)."""
+        p = self._lookup[score_bin(score)]
         return p if score >= self.threshold else 1.0 - p
 
     def _hit(self, index: int) -> Hit | None:

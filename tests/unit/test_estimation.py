@@ -79,6 +79,13 @@ class TestCalibration:
         assert est.right(1.5) == 1.0
         assert est.right(float("inf")) == 1.0
         assert est.right(1.0) == 1.0
+        # The window summaries (an alert's evidence) take the same bins.
+        table = np.asarray(est._lookup)
+        ends = pure_core().estimation.summary if module == "uncompiled" else summary
+        assert ends([-0.25, 1.5], table, 0.5)["estimated_accuracy"] == 1.0  # 1 - 0, 1
+        assert ends([0.75, 0.25], table, 0.5)["estimated_accuracy"] == round(
+            (768 / 1023 + 1 - 256 / 1023) / 2, 6
+        )
 
     def test_expected_auc_of_certain_probabilities_is_the_auc(self) -> None:
         """With probabilities 0 or 1 the expected AUC is the AUC of those labels."""
