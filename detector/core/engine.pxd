@@ -120,7 +120,7 @@ cdef class PartitionDetectors:
         state=ModelState, ts=cython.longlong, hits=list, p=Py_ssize_t, j=Py_ssize_t,
         kind=int, monitor=FeatureMonitor, numbers=NumericTracker,
         categories=CategoricalTracker, epoch=cython.longlong, estimation=EstimatedPerformance,
-        segmented=bint, null=bint,
+        null=bint,
     )
     cdef object _feed(
         self, Layout layout, PredictionEvent event, object offset, Py_ssize_t index,

@@ -322,17 +322,16 @@ class Layout:
             kind = self.kinds[j]
             if not _fits(kind, value):
                 return False
+            self.nulls[p] = value is None
             if value is None:
-                self.nulls[p] = 1
+                pass
             elif kind == NUMERIC:
-                self.nulls[p] = 0
                 numbers = self.numbers[j]
                 numbers.fetch()  # type: ignore[union-attr]
                 self.xs[p] = value
                 self.todo[todo] = p
                 todo += 1
             else:
-                self.nulls[p] = 0
                 self.given[p] = value
             self.order[p] = j
             self.stamp[j] = self.epoch
@@ -647,10 +646,7 @@ class PartitionDetectors:
                 hit = estimation.observe(score, index)
                 if hit is not None:
                     hits = _add(hits, layout.prediction_rank + 1, 1, ERROR, hit)
-        # (The settings are read only for the events they concern: a pydantic attribute is
-        # a slow lookup for every event.)
-        segmented = event.segment is not None and layout.segment is None
-        if segmented and self._protecting:
+        if self._protecting and layout.segment is None and event.segment is not None:
             hits = self._decide(state, event, index, hits, layout.prediction_rank + 2, result)
         state.events += 1
         if ts > state.latest_ms:
