@@ -8,9 +8,10 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# The compiled core (setup.py's COMPILED: each module's .py and .pxd) is rebuilt whenever
-# its source changes.
-CORE_SOURCES := $(foreach m,values events detectors trackers performance estimation engine,detector/core/$(m).py detector/core/$(m).pxd)
+# The compiled core (setup.py's COMPILED: each module with a .pxd, and its .py) is rebuilt
+# whenever its source changes.
+CORE_PXD := $(wildcard detector/core/*.pxd)
+CORE_SOURCES := $(CORE_PXD) $(CORE_PXD:.pxd=.py)
 
 $(STAMP): pyproject.toml setup.py $(CORE_SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

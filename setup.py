@@ -10,7 +10,16 @@ from setuptools import Extension, setup
 
 #: The hot path, in import order. ``-ffp-contract=off``: no fused multiply-add, so that the
 #: floating-point results are the same as River's (ADWIN) and as the uncompiled modules'.
-COMPILED = ("values", "events", "detectors", "trackers", "performance", "estimation", "engine")
+COMPILED = (
+    "values",
+    "jsonscan",
+    "events",
+    "detectors",
+    "trackers",
+    "performance",
+    "estimation",
+    "engine",
+)
 
 DIRECTIVES = {
     "language_level": "3",

@@ -2,7 +2,8 @@
 # only gives it C types). Read engine.py; change the two together.
 cimport cython
 
-from detector.core.events cimport PredictionEvent, parse_event
+from detector.core.events cimport PredictionEvent, event_of, parse_event
+from detector.core.jsonscan cimport Cursor
 from detector.core.estimation cimport EstimatedPerformance
 from detector.core.performance cimport PerformanceTracker, score_of
 from detector.core.trackers cimport CategoricalTracker, NumericTracker, RateTracker
@@ -10,6 +11,11 @@ from detector.core.values cimport categorical, prediction_value
 
 cdef int IGNORED, NUMERIC, CATEGORICAL, NULL_ONLY, CONFIGURED
 cdef long long _SWEEP_EVERY
+cdef int _STRING, _NUMBER, _TRUE, _FALSE, _NULL
+cdef object _GIVE_UP, _MISSING, _READ
+cdef Py_ssize_t _TEXTS, _NAMES
+cdef int _VERSION, _EVENT_ID, _MODEL, _MODEL_VERSION, _TIMESTAMP, _FEATURES, _PREDICTION
+cdef int _LABEL, _SEGMENT
 
 
 cdef class FeatureMonitor:
@@ -38,6 +44,7 @@ cdef int _slot_kind(FeatureMonitor monitor, object configured) except -1
 cdef bint _fits(int kind, object value) noexcept
 
 
+@cython.final
 cdef class Layout:
     cdef str model
     cdef public str base
@@ -45,6 +52,8 @@ cdef class Layout:
     cdef ModelState state
     cdef list keys
     cdef dict index
+    cdef list raw_keys
+    cdef list texts
     cdef Py_ssize_t slots
     cdef int[::1] kinds
     cdef Py_ssize_t[::1] ranks
@@ -58,6 +67,7 @@ cdef class Layout:
     cdef list given
     cdef double[::1] xs
     cdef Py_ssize_t[::1] todo
+    cdef Py_ssize_t pending
     cdef FeatureMonitor prediction
     cdef bint prediction_numeric
     cdef Py_ssize_t prediction_rank
@@ -65,13 +75,34 @@ cdef class Layout:
     cdef Py_ssize_t processed
 
     @cython.locals(
-        t=type, features=dict, p=Py_ssize_t, j=Py_ssize_t, kind=int, numbers=NumericTracker,
-        todo=Py_ssize_t, q=Py_ssize_t,
+        features=dict, p=Py_ssize_t, j=Py_ssize_t, kind=int, found=object,
     )
     cdef bint admits(self, PredictionEvent event) except -1
 
+    @cython.locals(
+        epoch=cython.longlong, p=Py_ssize_t, j=Py_ssize_t, kind=int, token=int, c=int,
+    )
+    cdef bint scan(self, Cursor cursor) except -1
+
+    @cython.locals(j=Py_ssize_t, found=object)
+    cdef Py_ssize_t _find(self, Cursor cursor) except -2
+
+    @cython.locals(t=type, numbers=NumericTracker)
+    cdef bint takes(self, object prediction, object label) except -1
+
+    cdef void _begin(self) noexcept
+
+    @cython.locals(numbers=NumericTracker)
+    cdef void _store(self, Py_ssize_t p, Py_ssize_t j, bint null, double x, object given) except *
+
+    @cython.locals(q=Py_ssize_t, p=Py_ssize_t, numbers=NumericTracker)
+    cdef void _ready(self, Py_ssize_t count, object prediction) noexcept
+
     cdef void flush(self, PartitionDetectors engine, object result) except *
 
+
+@cython.locals(n=Py_ssize_t)
+cdef int _field(Cursor cursor) noexcept
 
 cdef list _add(list hits, Py_ssize_t rank, int sub, str name, object hit)
 
@@ -89,12 +120,17 @@ cdef class PartitionDetectors:
     cdef set _gone
     cdef Py_ssize_t _max_bytes
     cdef public long long full_admissions
+    cdef public long long parsed_events
     cdef public object join
     cdef public str labels_topic
     cdef bint _segmenting
     cdef bint _slicing
     cdef bint _protecting
     cdef bint _estimating
+    cdef Cursor _cursor
+    cdef list _names
+    cdef list _versions
+    cdef Layout _scanned
 
     @cython.locals(i=Py_ssize_t, layout=Layout)
     cpdef object process_batch(self, object offsets, object values, object timestamps=*)
@@ -104,6 +140,12 @@ cdef class PartitionDetectors:
         self, object offset, object raw, object timestamps, Py_ssize_t index, object result,
         list touched,
     ) except *
+
+    @cython.locals(
+        cursor=Cursor, layout=Layout, features_at=Py_ssize_t, seen=int, field=int, token=int,
+        c=int, event=PredictionEvent,
+    )
+    cdef PredictionEvent _scan(self, object raw)
 
     @cython.locals(layout=Layout, state=ModelState)
     cdef void _feed_slices(

@@ -29,9 +29,18 @@ import orjson
 
 from detector.core.estimation import EstimatedPerformance
 from detector.core.estimation import fingerprint as estimation_fingerprint
-from detector.core.events import InvalidEvent, PredictionEvent, check_feature_types, parse_event
+from detector.core.events import (
+    MISSING,
+    READ,
+    InvalidEvent,
+    PredictionEvent,
+    check_feature_types,
+    event_of,
+    parse_event,
+)
 from detector.core.fairness import FairnessMonitor, decision
 from detector.core.hits import Hit
+from detector.core.jsonscan import FALSE, GIVE_UP, NULL, NUMBER, STRING, TRUE, Cursor
 from detector.core.labels import KEY_PREFIX, Joined, JoinStateError, LabelJoin, parse_label
 from detector.core.performance import PerformanceTracker, binary_label, legacy, score_of
 from detector.core.performance import fingerprint as performance_fingerprint
@@ -53,6 +62,31 @@ NUMERIC = 1
 CATEGORICAL = 2
 NULL_ONLY = 3  # only nulls seen so far: a value needs admission (it sets the kind)
 CONFIGURED = 4  # configured categorical: numbers are categories too
+
+# Compiled: C constants (engine.pxd).
+_STRING = STRING
+_NUMBER = NUMBER
+_TRUE = TRUE
+_FALSE = FALSE
+_NULL = NULL
+_GIVE_UP = GIVE_UP
+_MISSING = MISSING
+_READ = READ
+#: How many distinct strings of a feature, of model names and of model versions the event
+#: reader reuses (beyond these, each event's are new str objects).
+_TEXTS = 16
+_NAMES = 64
+
+# The top-level fields the event reader looks for (bits of PartitionDetectors._scan).
+_VERSION = 1
+_EVENT_ID = 2
+_MODEL = 4
+_MODEL_VERSION = 8
+_TIMESTAMP = 16
+_FEATURES = 32
+_PREDICTION = 64
+_LABEL = 128
+_SEGMENT = 256
 
 #: Changelog keys (and ``models`` keys) of slices: SLICE_PREFIX + JSON [model, key, value].
 #: No model name can take them (names starting with NUL are refused).
@@ -254,6 +288,9 @@ class Layout:
         self.state = state
         self.keys = list(features) + [name for name in known if name not in features]
         self.index = {key: j for j, key in enumerate(self.keys)}
+        #: The keys as bytes, and the values seen of each slot (scan reuses their str).
+        self.raw_keys = [key.encode() for key in self.keys]
+        self.texts: list[list[str]] = [[] for _ in self.keys]
         self.slots = len(self.keys)
         self.kinds = np.zeros(self.slots, dtype=np.intc)
         self.ranks = np.zeros(self.slots, dtype=np.intp)
@@ -272,6 +309,7 @@ class Layout:
         self.given: list[Any] = [None] * self.slots
         self.xs = np.zeros(self.slots, dtype=np.float64)
         self.todo = np.zeros(self.slots, dtype=np.intp)
+        self.pending = 0
         for j, key in enumerate(self.keys):
             monitor = known.get(key)
             self.monitors.append(monitor)
@@ -294,24 +332,14 @@ class Layout:
     def admits(self, event: PredictionEvent) -> bool:
         """Whether admission would change nothing for this event (then ``order`` maps its
         keys, in its order, to slots, and ``stamp`` marks the slots it has)."""
-        prediction = event.prediction
-        t = type(prediction)
-        if self.prediction_numeric:
-            if t is not float and t is not int:
-                return False
-            numbers = self.prediction.values
-            numbers.fetch()  # type: ignore[union-attr]
-        elif t is not str and t is not dict and t is not bool:
-            return False
-        if event.label is not None and self.error is None:
+        if not self.takes(event.prediction, event.label):
             return False
         features = event.features
         if len(features) > self.slots:
             return False
-        self.epoch += 1
+        self._begin()
         p = 0
         j = -1
-        todo = 0
         for key, value in features.items():
             j += 1
             if j >= self.slots or not (key is self.keys[j] or key == self.keys[j]):
@@ -322,30 +350,126 @@ class Layout:
             kind = self.kinds[j]
             if not _fits(kind, value):
                 return False
-            self.nulls[p] = value is None
             if value is None:
-                pass
+                self._store(p, j, True, 0.0, None)
             elif kind == NUMERIC:
-                numbers = self.numbers[j]
-                numbers.fetch()  # type: ignore[union-attr]
-                self.xs[p] = value
-                self.todo[todo] = p
-                todo += 1
+                self._store(p, j, False, value, None)  # type: ignore[arg-type]  # (a number: _fits)
             else:
-                self.given[p] = value
-            self.order[p] = j
-            self.stamp[j] = self.epoch
+                self._store(p, j, False, 0.0, value)
             p += 1
-        self.count = p
-        # Each numeric value's rank search starts once every feature's fences are loading.
-        for q in range(todo):
+        self._ready(p, event.prediction)
+        return True
+
+    def scan(self, cursor: Cursor) -> bool:
+        """``admits`` for the features object at ``cursor``, read from the event's bytes
+        (:meth:`PartitionDetectors._scan`): whether every key is a slot taking its value;
+        ``_ready`` then completes the match. A key that no slot has, a repeated key, a
+        value of another kind or outside :mod:`~detector.core.jsonscan`'s subset: False
+        (the event is then parsed and matched as a dict)."""
+        if cursor.step() != 123:
+            return False
+        self._begin()
+        epoch = self.epoch
+        p = 0
+        j = -1
+        if cursor.ws() == 125:
+            cursor.pos += 1
+            self.count = 0
+            return True
+        while True:
+            if cursor.ws() != 34 or not cursor.string():
+                return False
+            j += 1
+            if j >= self.slots or not cursor.is_key(self.raw_keys[j]):
+                j = self._find(cursor)
+                if j < 0:
+                    return False
+            if self.stamp[j] == epoch or cursor.step() != 58:
+                return False  # a repeated key (orjson keeps its last value)
+            kind = self.kinds[j]
+            token = cursor.token()
+            if token == _NULL:
+                self._store(p, j, True, 0.0, None)
+            elif token == _NUMBER:
+                if kind == NUMERIC:
+                    self._store(p, j, False, cursor.x, None)
+                elif kind == CONFIGURED or kind == IGNORED:  # noqa: SIM109 (C ints)
+                    self._store(p, j, False, 0.0, cursor.value(token))
+                else:
+                    return False
+            elif token == _STRING:
+                if kind == NUMERIC or kind == NULL_ONLY:  # noqa: SIM109 (C ints)
+                    return False
+                self._store(p, j, False, 0.0, cursor.cached(self.texts[j], _TEXTS))
+            elif token == _TRUE or token == _FALSE:  # noqa: SIM109 (C ints)
+                if kind == NUMERIC or kind == NULL_ONLY:  # noqa: SIM109 (C ints)
+                    return False
+                self._store(p, j, False, 0.0, token == _TRUE)
+            else:
+                return False
+            p += 1
+            c = cursor.step()
+            if c == 125:
+                self.count = p
+                return True
+            if c != 44:
+                return False
+
+    def _find(self, cursor: Cursor) -> int:
+        """The slot of the key just read, out of the usual order; -1 if none has it."""
+        if cursor.escaped:  # written with an escape: its decoded text
+            found = self.index.get(cursor.decoded)
+            return -1 if found is None else found
+        for j in range(self.slots):
+            if cursor.is_key(self.raw_keys[j]):
+                return j
+        return -1
+
+    def takes(self, prediction: Any, label: Any) -> bool:
+        """Whether the prediction has the model's kind and a label finds its error-rate
+        tracker (the first part of a match)."""
+        t = type(prediction)
+        if self.prediction_numeric:
+            if t is not float and t is not int:
+                return False
+            numbers = self.prediction.values
+            numbers.fetch()  # type: ignore[union-attr]
+        elif t is not str and t is not dict and t is not bool:
+            return False
+        return label is None or self.error is not None
+
+    def _begin(self) -> None:
+        self.epoch += 1
+        self.pending = 0
+
+    def _store(self, p: int, j: int, null: bool, x: float, given: Any) -> None:
+        """The event's ``p``-th key is slot ``j``; its value null, or the number ``x`` (a
+        numeric slot), or ``given`` (the others)."""
+        self.nulls[p] = null
+        if null:
+            pass
+        elif self.kinds[j] == NUMERIC:
+            numbers = self.numbers[j]
+            numbers.fetch()  # type: ignore[union-attr]
+            self.xs[p] = x
+            self.todo[self.pending] = p
+            self.pending += 1
+        else:
+            self.given[p] = given
+        self.order[p] = j
+        self.stamp[j] = self.epoch
+
+    def _ready(self, count: int, prediction: Any) -> None:
+        """The match is complete (``count`` keys): each numeric value's rank search starts,
+        once every feature's fences are loading."""
+        self.count = count
+        for q in range(self.pending):
             p = self.todo[q]
             numbers = self.numbers[self.order[p]]
             numbers.prepare(self.xs[p])
         if self.prediction_numeric:
             numbers = self.prediction.values
-            numbers.prepare(prediction)  # type: ignore[union-attr, arg-type]
-        return True
+            numbers.prepare(prediction)  # type: ignore[union-attr]
 
     def flush(self, engine: PartitionDetectors, result: BatchResult) -> None:
         """Count this layout's events of the batch, and mark the model for the snapshot."""
@@ -355,6 +479,32 @@ class Layout:
                 processed[self.model] = processed.get(self.model, 0) + self.processed
             engine._dirty.add(self.model)
             self.processed = 0
+
+
+def _field(cursor: Cursor) -> int:
+    """The bit of the top-level field whose name was just read (0: a field not read)."""
+    n = cursor.stop - cursor.mark
+    if n == 5:
+        if cursor.is_key(b"model"):
+            return _MODEL
+        if cursor.is_key(b"label"):
+            return _LABEL
+    elif n == 8:
+        if cursor.is_key(b"event_id"):
+            return _EVENT_ID
+        if cursor.is_key(b"features"):
+            return _FEATURES
+    elif n == 9 and cursor.is_key(b"timestamp"):
+        return _TIMESTAMP
+    elif n == 10 and cursor.is_key(b"prediction"):
+        return _PREDICTION
+    elif n == 7 and cursor.is_key(b"segment"):
+        return _SEGMENT
+    elif n == 13 and cursor.is_key(b"model_version"):
+        return _MODEL_VERSION
+    elif n == 14 and cursor.is_key(b"schema_version"):
+        return _VERSION
+    return 0
 
 
 def _add(hits: list[Any] | None, rank: int, sub: int, name: str, hit: Hit) -> list[Any]:
@@ -378,6 +528,7 @@ class PartitionDetectors:
     #: Events that needed admission (their model's layout did not take them): a model's
     #: first event, new features or kinds, a first label, and events admission refused.
     full_admissions: int
+    parsed_events: int
 
     def __init__(self, settings: DetectionSettings, topic: str, partition: int) -> None:
         self._adopt(settings)
@@ -393,6 +544,16 @@ class PartitionDetectors:
         self._gone: set[str] = set()  # slices dropped by reconfigure: tombstones
         self._max_bytes = 1 << 62
         self.full_admissions = 0
+        #: Events parsed with orjson and matched as a dict: those the event reader
+        #: (:meth:`_scan`) did not take (outside its subset of JSON, needing admission, or
+        #: invalid).
+        self.parsed_events = 0
+        #: The event reader (_scan): its cursor, the model names and versions it reuses,
+        #: and the layout of the event it read last.
+        self._cursor = Cursor()
+        self._names: list[str] = []
+        self._versions: list[str] = []
+        self._scanned: Layout | None = None
         #: The label join (None unless ``settings.labels.join``) and the labels topic's name.
         self.join: LabelJoin | None = LabelJoin(settings.labels) if settings.labels.join else None
         self.labels_topic = "labels"
@@ -455,23 +616,35 @@ class PartitionDetectors:
         touched: list[Layout],
     ) -> None:
         """Parse, admit and feed one event."""
-        try:
-            event = parse_event(raw, self._max_bytes, check_features=False)
-        except InvalidEvent as exc:
-            self._reject(offset, raw, timestamps, index, exc, result)
-            return
-        layout = self._layouts.get(event.model)
-        if layout is None or not layout.admits(event):
-            self.full_admissions += 1
+        layout: Layout | None
+        event = self._scan(raw)
+        if event is not None:
+            layout = self._scanned
+            if self._slicing and event.segment is not None and self._segmenting:
+                # Slices match the features as a dict (raw is bytes: _scan read it).
+                event.features = orjson.loads(raw)["features"]  # type: ignore[arg-type]
+        else:
+            self.parsed_events += 1
             try:
-                state = self._admit(event, result)
+                event = parse_event(raw, self._max_bytes, check_features=False)
             except InvalidEvent as exc:
                 self._reject(offset, raw, timestamps, index, exc, result)
                 return
-            layout = Layout(event.model, state, event.features, self.settings)
-            self._layouts[event.model] = layout
-            if not layout.admits(event):
-                raise AssertionError(f"admitted event not taken by its layout at offset {offset}")
+            layout = self._layouts.get(event.model)
+            if layout is None or not layout.admits(event):
+                self.full_admissions += 1
+                try:
+                    state = self._admit(event, result)
+                except InvalidEvent as exc:
+                    self._reject(offset, raw, timestamps, index, exc, result)
+                    return
+                layout = Layout(event.model, state, event.features, self.settings)
+                self._layouts[event.model] = layout
+                if not layout.admits(event):
+                    raise AssertionError(
+                        f"admitted event not taken by its layout at offset {offset}"
+                    )
+        assert layout is not None
         if layout.processed == 0:
             touched.append(layout)
         joined = self._feed(layout, event, offset, index, result)
@@ -480,6 +653,116 @@ class PartitionDetectors:
                 self._feed_slices(event, offset, index, result, touched)
             if joined is not None:  # after the slices: a first event's slice exists now
                 self._label_groups(event.model, layout.state, joined, event.event_id, index, result)
+
+    def _scan(self, raw: bytes | None) -> PredictionEvent | None:
+        """Parse and match in one pass over the bytes: the event, with its features read
+        into its model's layout (``_scanned``), when the layout takes them and the bytes
+        are in :mod:`~detector.core.jsonscan`'s subset of JSON; else None, and the event
+        is parsed with orjson and matched as a dict (as every event was before), which
+        also words the rejection of an invalid one. Either way the event and the match
+        are the same (the tests hold the two paths to that)."""
+        cursor = self._cursor
+        if not cursor.start(raw, self._max_bytes):
+            return None
+        cursor.pos += 1
+        version: Any = _MISSING
+        event_id: Any = _MISSING
+        model: Any = _MISSING
+        model_version: Any = None
+        stamp: Any = _MISSING
+        prediction: Any = _MISSING
+        label: Any = None
+        segment: Any = None
+        layout: Layout | None = None
+        features_at = -1
+        seen = 0
+        if cursor.ws() == 125:
+            return None
+        while True:
+            if cursor.ws() != 34 or not cursor.string():
+                return None
+            if cursor.escaped:
+                return None  # a field name with an escape: orjson reads it
+            field = _field(cursor)
+            if seen & field or cursor.step() != 58:
+                return None  # a repeated field: orjson keeps the last
+            seen |= field
+            if field == _FEATURES:
+                features_at = cursor.pos
+                if type(model) is str:
+                    layout = self._layouts.get(model)
+                    if layout is None or not layout.scan(cursor):
+                        return None
+                elif not cursor.skip(0):
+                    return None
+            elif field == _MODEL:
+                if cursor.token() != _STRING:
+                    return None
+                model = cursor.cached(self._names, _NAMES)
+            elif field == _EVENT_ID:
+                event_id = cursor.scalar()
+            elif field == _TIMESTAMP:
+                stamp = cursor.scalar()
+            elif field == _PREDICTION:
+                prediction = cursor.scalar() if cursor.ws() != 123 else cursor.flat()
+            elif field == _MODEL_VERSION:
+                token = cursor.token()
+                if token == _STRING:
+                    model_version = cursor.cached(self._versions, _NAMES)
+                else:
+                    model_version = cursor.value(token)
+            elif field == _LABEL:
+                label = cursor.scalar()
+            elif field == _SEGMENT:
+                segment = cursor.flat()
+            elif field == _VERSION:
+                version = cursor.scalar()
+            elif not cursor.skip(0):
+                return None
+            if (
+                event_id is _GIVE_UP
+                or stamp is _GIVE_UP
+                or prediction is _GIVE_UP
+                or model_version is _GIVE_UP
+                or label is _GIVE_UP
+                or segment is _GIVE_UP
+                or version is _GIVE_UP
+            ):
+                return None
+            c = cursor.step()
+            if c == 125:
+                break
+            if c != 44:
+                return None
+        if not cursor.finished() or features_at < 0:
+            return None
+        if layout is None:  # the features came before the model
+            if type(model) is not str:
+                return None
+            layout = self._layouts.get(model)
+            cursor.pos = features_at
+            if layout is None or not layout.scan(cursor):
+                return None
+        try:
+            event = event_of(
+                version,
+                event_id,
+                model,
+                model_version,
+                stamp,
+                _READ,
+                prediction,
+                label,
+                segment,
+                False,
+            )
+        except InvalidEvent:
+            return None
+        if not layout.takes(event.prediction, event.label):
+            return None
+        layout._ready(layout.count, event.prediction)
+        self._scanned = layout
+        return event
 
     def _feed_slices(
         self,

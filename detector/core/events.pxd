@@ -33,11 +33,21 @@ cdef long long _month_days(long long year, long long month) noexcept
 )
 cpdef long long rfc3339_ms(str text) except? -2
 
+cdef object _MISSING, _READ
+
 cpdef str required_str(dict doc, str key)
+
+cdef str _required(object value, str key)
 
 cpdef object check_segment(object segment)
 
 cpdef object parse_event(object value, Py_ssize_t max_bytes=*, bint check_features=*)
 
-@cython.locals(fields=dict, ts=cython.longlong, event=PredictionEvent)
+@cython.locals(fields=dict)
 cpdef PredictionEvent _parse_doc(object doc, bint check_features)
+
+@cython.locals(ts=cython.longlong, event=PredictionEvent)
+cpdef PredictionEvent event_of(
+    object version, object event_id, object model, object model_version, object stamp,
+    object features, object prediction, object label, object segment, bint check_features,
+)

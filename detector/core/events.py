@@ -286,12 +286,20 @@ def check_segment(segment: Any) -> None:
     raise InvalidEvent("wrong_type", "'segment' must be an object of strings")
 
 
-_MISSING = object()
+#: An absent field (event_of).
+MISSING: Any = object()
+#: An event's ``features`` when the engine read them from its bytes itself (event_of).
+READ: Any = object()
+_MISSING = MISSING  # compiled: C constants (events.pxd)
+_READ = READ
 
 
 def required_str(doc: dict[str, Any], key: str) -> str:
     """``doc[key]``, a non-empty string (events and labels alike), or InvalidEvent."""
-    value = doc.get(key, _MISSING)
+    return _required(doc.get(key, _MISSING), key)
+
+
+def _required(value: Any, key: str) -> str:
     if value is _MISSING:
         raise InvalidEvent("missing_field", f"required field {key!r} is missing")
     if not isinstance(value, str) or not value:
@@ -348,34 +356,60 @@ def parse_event(
 
 
 def _parse_doc(doc: Any, check_features: bool) -> PredictionEvent:
-    """Validate a decoded event; the first problem found, in this order, is the reason."""
+    """Validate a decoded event (see :func:`event_of`)."""
     if not isinstance(doc, dict):
         raise InvalidEvent("not_object", f"top level is a JSON {type(doc).__name__}, not an object")
     fields: dict[str, Any] = doc  # compiled: a dict's own lookups, no method calls
-    version = fields.get("schema_version", _MISSING)
+    return event_of(
+        fields.get("schema_version", _MISSING),
+        fields.get("event_id", _MISSING),
+        fields.get("model", _MISSING),
+        fields.get("model_version"),
+        fields.get("timestamp", _MISSING),
+        fields.get("features", _MISSING),
+        fields.get("prediction", _MISSING),
+        fields.get("label"),
+        fields.get("segment"),
+        check_features,
+    )
+
+
+def event_of(
+    version: Any,
+    event_id: Any,
+    model: Any,
+    model_version: Any,
+    stamp: Any,
+    features: Any,
+    prediction: Any,
+    label: Any,
+    segment: Any,
+    check_features: bool,
+) -> PredictionEvent:
+    """An event from its top-level fields' values (MISSING for an absent field; None for
+    an absent ``model_version``, ``label`` or ``segment``), or InvalidEvent: the first
+    problem found, in this order, is the reason. The engine's reader of event bytes
+    (:meth:`detector.core.engine.PartitionDetectors._scan`) passes ``features=READ``: it
+    has read and checked them itself, into the model's layout."""
     if version is not _MISSING:
         check_schema_version(version)
-    event_id = required_str(fields, "event_id")
-    model = required_str(fields, "model")
-    model_version = fields.get("model_version")
+    event_id = _required(event_id, "event_id")
+    model = _required(model, "model")
     if model_version is not None and not isinstance(model_version, str):
         raise InvalidEvent("wrong_type", "'model_version' must be a string")
-    stamp = fields.get("timestamp", _MISSING)
     if stamp is _MISSING:
         raise InvalidEvent("missing_field", "required field 'timestamp' is missing")
     ts = timestamp_ms(stamp)
-    features = fields.get("features", _MISSING)
     if features is _MISSING:
         raise InvalidEvent("missing_field", "required field 'features' is missing")
-    if not isinstance(features, dict):
-        raise InvalidEvent("wrong_type", "'features' must be an object")
-    if check_features:
-        check_feature_types(features)
-    prediction = fields.get("prediction", _MISSING)
+    if features is not _READ:
+        if not isinstance(features, dict):
+            raise InvalidEvent("wrong_type", "'features' must be an object")
+        if check_features:
+            check_feature_types(features)
     if prediction is _MISSING:
         raise InvalidEvent("missing_field", "required field 'prediction' is missing")
     _check_prediction(prediction)
-    segment = fields.get("segment")
     if segment is not None:
         check_segment(segment)
     event = PredictionEvent.__new__(PredictionEvent)  # compiled: no argument parsing
@@ -385,6 +419,6 @@ def _parse_doc(doc: Any, check_features: bool) -> PredictionEvent:
     event.timestamp_ms = ts
     event.features = features
     event.prediction = prediction
-    event.label = fields.get("label")
+    event.label = label
     event.segment = segment
     return event

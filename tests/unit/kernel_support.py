@@ -28,6 +28,7 @@ class Outcome:
     result: BatchResult
     active: int
     admissions: int  # events that took full admission (a shape not seen before)
+    parsed: int = 0  # events parsed with orjson (not read from their bytes by the engine)
 
 
 def add_result(total: BatchResult, result: BatchResult) -> None:
@@ -62,13 +63,16 @@ def run_batches(
     periodic: bool = False,
     max_bytes: int | None = None,
     core: Any = None,
+    dict_only: bool = False,
 ) -> Outcome:
     """Process in batches of ``batch``, on the compiled core or (``reference``) the same
     source uncompiled. At each of ``restore_at`` (after the batch that
     reaches it) continue on a core restored from the changelog: the entries of every
     snapshot so far, the latest per model. ``periodic``: a snapshot after every batch (as
     the runner checkpoints), else a snapshot at each restore only. ``max_bytes``: the
-    message size limit. ``core``: continue on this one."""
+    message size limit. ``core``: continue on this one. ``dict_only`` (uncompiled only):
+    every event parsed with orjson and matched as a dict, none read from its bytes by
+    ``PartitionDetectors._scan`` (the path every event took before that reader)."""
     engine: Any = pure.core().engine if reference else None
     if reference:
         settings = engine.DetectionSettings.model_validate(settings.model_dump())
@@ -76,19 +80,24 @@ def run_batches(
     if core is None:
         core = cls(settings, "in", 0)
     admissions = 0
+    parsed = 0
+    assert reference or not dict_only
 
     def count(core: Any) -> None:
         if max_bytes is not None:
             core.set_max_message_bytes(max_bytes)
+        if dict_only:
+            core._scan = lambda raw: None
 
     count(core)
     total = BatchResult()
     changelog: dict[str, bytes] = {}
     cuts = sorted(restore_at)
     for start, end in batches(len(records), batch):
-        before = core.full_admissions
+        before, before_parsed = core.full_admissions, core.parsed_events
         add_result(total, core.process(records[start:end]))
         admissions += core.full_admissions - before
+        parsed += core.parsed_events - before_parsed
         restore = bool(cuts) and end >= cuts[0]
         while cuts and end >= cuts[0]:
             cuts.pop(0)
@@ -97,7 +106,7 @@ def run_batches(
         if restore:
             core = cls.restore(settings, "in", 0, changelog)
             count(core)
-    return Outcome(core, total, core.active_detectors, admissions)
+    return Outcome(core, total, core.active_detectors, admissions, parsed)
 
 
 def canon(obj: Any) -> Any:

@@ -1,20 +1,22 @@
-"""Every documented event shape takes the compiled loop, with the reference path's results.
+"""Every documented event shape takes the fast path, with the dict path's results.
 
 The README and ``schemas/prediction-event.v1.json`` document: epoch-millisecond and RFC 3339
 timestamps (``Z`` or an offset, with or without fractions), ``segment``, ``schema_version``,
 ``label``, class-probability predictions, nulls and absent features, ``model_version`` and
-unknown top-level fields. For every one of them, alone and mixed:
+unknown extra top-level fields. For every one of them, alone and mixed:
 
-- the compiled loop (``detector.core._kernel.run``) gives exactly what the reference path
-  (``PartitionDetectors(..., reference=True)``) gives: detections (every field), rejections
-  (reason and detail), counts and state;
-- the compiled loop takes every event itself, except those it must hand over (a model's
-  first event, the sweep every SWEEP_EVERY events, a first label, and invalid events):
-  ``run_batches`` counts the calls of the reference path, so a change that pushes a shape
-  off the fast path fails here;
+- the compiled core, which reads events from their bytes (``PartitionDetectors._scan``),
+  gives exactly what the same source gives uncompiled when it parses every event with
+  orjson and matches it as a dict: detections (every field), rejections (reason and
+  detail), counts and state;
+- only a model's first event (and a first label) needs full admission, and only those and
+  invalid events are parsed with orjson: ``run_batches`` counts both, so a change that
+  pushes a shape off the fast path fails here;
 - invalid timestamps, segments and schema versions are rejected with the same reason and
   detail on both paths: the rules are the parser's functions (``detector.core.events``),
-  which both paths call.
+  which both paths call;
+- rewritten and corrupted events (repeated keys, escapes, non-ASCII text, other number
+  spellings, stray bytes) give the same results as parsing them with orjson.
 """
 
 from __future__ import annotations
@@ -218,8 +220,11 @@ def _records(values: list[bytes | None]) -> list[InputRecord]:
 def _both(
     records: list[InputRecord], batch: int = 333, settings: DetectionSettings = BUSY
 ) -> tuple[Outcome, Outcome]:
-    expected = run_batches(records, len(records), reference=True, settings=settings)
+    """The compiled core, reading events from their bytes, and the same source uncompiled
+    parsing every event with orjson and matching it as a dict."""
+    expected = run_batches(records, len(records), reference=True, settings=settings, dict_only=True)
     got = run_batches(records, batch, reference=False, settings=settings)
+    assert expected.parsed == len(records)
     return got, expected
 
 
@@ -243,6 +248,8 @@ class TestEveryShapeOnTheFastPath:
         # One full admission, at the first event: every later event matches its layout
         # (sweeps run in place and keep it).
         assert got.admissions == 1, f"{shape}: {got.admissions} full admissions"
+        # ... and every later event is read from its bytes (not parsed with orjson).
+        assert got.parsed == 1, f"{shape}: {got.parsed} events parsed with orjson"
 
     def test_shapes_reach_every_tracker(self) -> None:
         """The streams are not vacuous: between them, every drift type is detected."""
@@ -298,6 +305,8 @@ class TestEveryShapeOnTheFastPath:
         )
         assert first_labels > 0
         assert got.admissions == 3 + first_labels
+        # Non-ASCII model names and values too are read from the bytes.
+        assert got.parsed == got.admissions
 
 
 # -- rejections: the same reason and detail on both paths ---------------------------------
@@ -389,6 +398,8 @@ class TestSameRejections:
         }, reasons
         # Rejected by the parser before admission: only the first (valid) event is admitted.
         assert got.admissions == 1
+        # The reader leaves the invalid ones to orjson's parse, which words the rejection.
+        assert got.parsed == 1 + len(INVALID)
 
     def test_unusual_valid_fields(self) -> None:
         """Valid values at the edges of the rules: admitted by the compiled loop itself,
@@ -402,6 +413,7 @@ class TestSameRejections:
         assert_same(got, expected, "unusual fields")
         assert not expected.result.rejections
         assert got.admissions == 1
+        assert got.parsed == 1
 
 
 # -- the timestamp rule ------------------------------------------------------------------
@@ -446,3 +458,89 @@ class TestTimestampRule:
     @pytest.mark.parametrize(("field", "value"), UNUSUAL)
     def test_parser_accepts(self, field: str, value: Any) -> None:
         parse_event(_with(field, value, 0))
+
+
+# -- the event reader: bytes it takes and bytes it leaves to orjson ------------------------
+
+
+def _features_first(raw: bytes) -> bytes:
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
+    if not isinstance(doc, dict) or "features" not in doc:
+        return raw
+    return orjson.dumps({"features": doc.pop("features"), **doc})
+
+
+def _rewrites(raw: bytes, rng: np.random.Generator) -> bytes:
+    """The same event written another way, or a slightly different event: what the
+    engine's reader must either read exactly as orjson would or leave to it."""
+    edits = [
+        lambda r: r.replace(b'"amount":', b'"amount":1,"amount":', 1),  # orjson: the last
+        lambda r: r.replace(b'"model":', b'"model":"x","model":', 1),
+        lambda r: r.replace(b",", b" ,\n\t ").replace(b":", b" : "),
+        lambda r: r.replace(b'"DE"', b'"D\\u0045"'),  # the same string, escaped
+        lambda r: r.replace(b'"fraud"', b'"fr\\u0061ud"'),
+        lambda r: r.replace(b'"DE"', '"DÉ"'.encode()),  # a new category, not ASCII
+        lambda r: r.replace(b'"country"', b'"c\\u00f6untry"'),  # a new feature
+        lambda r: r.replace(b'"count":3', b'"count":3.0e0'),
+        lambda r: r.replace(b'"count":3', b'"count":12345678901234567890'),
+        lambda r: r.replace(b'"count":3', b'"count":"3"'),  # another kind: refused
+        lambda r: r.replace(b'"count":3', b'"count":[3]'),
+        lambda r: r.replace(b'"count":', b'"uncounted":'),  # a new feature: admitted
+        lambda r: r.replace(b"true", b"1").replace(b"false", b"0"),
+        lambda r: r.replace(b'"is_new_device":', b'"is_new_device":null,"x":'),
+        lambda r: r.replace(b'"features":{', b'"features":{"amount":null,'),
+        _features_first,
+        lambda r: r.replace(b'"prediction":', b'"prediction":{"a":0.5},"p2":', 1),
+        lambda r: r.replace(b'"label":1', b'"label":{"v":1}'),
+        lambda r: r + b" \n",
+        lambda r: r + b"x",
+        lambda r: r[:-1],
+        lambda r: b"\xef\xbb\xbf" + r,
+        lambda r: r.replace(b'"event_id":', b'"schema_version":1,"event_id":'),
+        lambda r: r.replace(b'"event_id":', b'"schema_version":1e0,"event_id":'),
+        lambda r: r.replace(b'"model_version":"v1"', b'"model_version":null'),
+        lambda r: r.replace(b'"timestamp":', b'"timestamp":-'),
+    ]
+    out = raw
+    for _ in range(int(rng.integers(1, 3))):
+        out = edits[int(rng.integers(len(edits)))](out)
+    if rng.random() < 0.3:  # and a byte changed, dropped or added
+        data = bytearray(out)
+        at = int(rng.integers(len(data)))
+        choice = rng.random()
+        alphabet = b'{}[]:,"\\ 019.-eEtn\x00\xc3'
+        if choice < 0.4:
+            data[at] = alphabet[int(rng.integers(len(alphabet)))]
+        elif choice < 0.7:
+            del data[at]
+        else:
+            data.insert(at, alphabet[int(rng.integers(len(alphabet)))])
+        out = bytes(data)
+    return out
+
+
+class TestEventReader:
+    @pytest.mark.parametrize("shape", ["epoch-ms", "readme", "extra-fields", "label"])
+    def test_rewritten_events(self, shape: str) -> None:
+        """Valid events of a model interleaved with rewritten ones (other spellings of the
+        same event, slightly different events, invalid bytes): the compiled core, which
+        reads what it can from the bytes, gives exactly the results of parsing every event
+        with orjson."""
+        rng = np.random.default_rng(7)
+        plain = [orjson.dumps(doc) for doc in _shaped(shape, "fraud", 1400, 13)]
+        values: list[bytes | None] = []
+        for i, raw in enumerate(plain):
+            values.append(raw)
+            if i > 0 and rng.random() < 0.4:
+                values.append(_rewrites(plain[int(rng.integers(i))], rng))
+        got, expected = _both(_records(values), 101)
+        assert_same(got, expected, f"rewritten {shape}")
+        rewritten = len(values) - len(plain)
+        assert rewritten > 400
+        assert expected.result.rejections, "some rewrites are invalid"
+        assert len(expected.result.rejections) < rewritten, "some rewrites are valid"
+        # The reader took the plain events and some of the rewritten ones, not all.
+        assert len(values) - rewritten < len(values) - got.parsed < len(values)
