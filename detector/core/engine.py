@@ -712,7 +712,8 @@ class PartitionDetectors:
                 else:
                     model_version = cursor.value(token)
             elif field == _LABEL:
-                label = cursor.scalar()
+                token = cursor.token()
+                label = cursor.word() if token == _STRING else cursor.value(token)
             elif field == _SEGMENT:
                 segment = cursor.flat()
             elif field == _VERSION:

@@ -58,6 +58,7 @@ cdef extern from *:
 cdef int _OTHER, _STRING, _NUMBER, _TRUE, _FALSE, _NULL
 cdef object _GIVE_UP
 cdef int _MAX_DEPTH, _MAX_DIGITS
+cdef Py_ssize_t _WORDS
 cdef long long _EXACT, _MAX_EXPONENT
 cdef double _SMALLEST, _LARGEST
 
@@ -78,6 +79,7 @@ cdef class Cursor:
     cdef public bint ascii
     cdef public bint escaped
     cdef public object decoded
+    cdef list words
 
     cpdef bint start(self, object raw, Py_ssize_t max_bytes) except -1
 
@@ -116,6 +118,8 @@ cdef class Cursor:
     cdef str text(self)
 
     cdef str cached(self, list texts, Py_ssize_t room)
+
+    cdef str word(self)
 
     cdef object value(self, int kind)
 

@@ -53,6 +53,7 @@ _NULL = NULL
 _GIVE_UP = GIVE_UP
 
 _MAX_DEPTH = 64
+_WORDS = 64  # how many distinct keys and values of flat objects a cursor reuses
 _EXACT = 9007199254740992  # 2 ** 53: integers up to this are exact doubles
 _MAX_DIGITS = 18  # any integer of this many digits fits a C long long
 _MAX_EXPONENT = 100_000
@@ -85,6 +86,8 @@ class Cursor:
         self.ascii = True
         self.escaped = False
         self.decoded: Any = None
+        #: The keys and string values of flat objects (class names, segments) seen last.
+        self.words: list[str] = []
 
     def start(self, raw: Any, max_bytes: int) -> bool:
         """Take ``raw``; True if it is bytes of at most ``max_bytes`` and its first byte
@@ -350,6 +353,10 @@ class Cursor:
             texts.append(text)
         return text
 
+    def word(self) -> str:
+        """``cached`` over the cursor's own few: keys and values of flat objects, labels."""
+        return self.cached(self.words, _WORDS)
+
     def value(self, kind: int) -> Any:
         """The value of the token just read, as orjson gives it."""
         if kind == _STRING:
@@ -386,13 +393,16 @@ class Cursor:
         while True:
             if self.ws() != 34 or not self.string():
                 return _GIVE_UP
-            key = self.text()
+            key = self.word()
             if key in out or self.step() != 58:
                 return _GIVE_UP
-            value = self.scalar()
-            if value is _GIVE_UP:
+            kind = self.token()
+            if kind == _STRING:
+                out[key] = self.word()
+            elif kind == _OTHER:
                 return _GIVE_UP
-            out[key] = value
+            else:
+                out[key] = self.value(kind)
             c = self.step()
             if c == 125:
                 return out
