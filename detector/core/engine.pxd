@@ -85,7 +85,7 @@ cdef class Layout:
     cdef bint scan(self, Cursor cursor) except -1
 
     @cython.locals(j=Py_ssize_t, found=object)
-    cdef Py_ssize_t _find(self, Cursor cursor) except -2
+    cdef Py_ssize_t _find(self, Cursor cursor, Py_ssize_t after) except -2
 
     @cython.locals(t=type, numbers=NumericTracker)
     cdef bint takes(self, object prediction, object label) except -1

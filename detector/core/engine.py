@@ -381,7 +381,7 @@ class Layout:
                 return False
             j += 1
             if j >= self.slots or not cursor.is_key(self.raw_keys[j]):
-                j = self._find(cursor)
+                j = self._find(cursor, j)
                 if j < 0:
                     return False
             if self.stamp[j] == epoch or cursor.step() != 58:
@@ -415,12 +415,17 @@ class Layout:
             if c != 44:
                 return False
 
-    def _find(self, cursor: Cursor) -> int:
-        """The slot of the key just read, out of the usual order; -1 if none has it."""
+    def _find(self, cursor: Cursor, after: int) -> int:
+        """The slot of the key just read, out of the usual order; -1 if none has it. The
+        search starts after slot ``after``: when the event leaves features out, the next
+        key is usually a few slots on."""
         if cursor.escaped:  # written with an escape: its decoded text
             found = self.index.get(cursor.decoded)
             return -1 if found is None else found
-        for j in range(self.slots):
+        for j in range(after + 1, self.slots):
+            if cursor.is_key(self.raw_keys[j]):
+                return j
+        for j in range(min(after + 1, self.slots)):
             if cursor.is_key(self.raw_keys[j]):
                 return j
         return -1
