@@ -53,6 +53,7 @@ cdef class Layout:
     cdef list keys
     cdef dict index
     cdef list raw_keys
+    cdef int[::1] plain
     cdef list texts
     cdef Py_ssize_t slots
     cdef int[::1] kinds

@@ -40,7 +40,7 @@ from detector.core.events import (
 )
 from detector.core.fairness import FairnessMonitor, decision
 from detector.core.hits import Hit
-from detector.core.jsonscan import FALSE, GIVE_UP, NULL, NUMBER, STRING, TRUE, Cursor
+from detector.core.jsonscan import FALSE, GIVE_UP, NULL, NUMBER, STRING, TRUE, Cursor, plain
 from detector.core.labels import KEY_PREFIX, Joined, JoinStateError, LabelJoin, parse_label
 from detector.core.performance import PerformanceTracker, binary_label, legacy, score_of
 from detector.core.performance import fingerprint as performance_fingerprint
@@ -288,8 +288,10 @@ class Layout:
         self.state = state
         self.keys = list(features) + [name for name in known if name not in features]
         self.index = {key: j for j, key in enumerate(self.keys)}
-        #: The keys as bytes, and the values seen of each slot (scan reuses their str).
+        #: The keys as bytes (and whether JSON writes them as is), and the values seen of
+        #: each slot (scan reuses their str).
         self.raw_keys = [key.encode() for key in self.keys]
+        self.plain = np.array([plain(key) for key in self.raw_keys], dtype=np.intc)
         self.texts: list[list[str]] = [[] for _ in self.keys]
         self.slots = len(self.keys)
         self.kinds = np.zeros(self.slots, dtype=np.intc)
@@ -377,10 +379,14 @@ class Layout:
             self.count = 0
             return True
         while True:
-            if cursor.ws() != 34 or not cursor.string():
+            if cursor.ws() != 34:
                 return False
             j += 1
-            if j >= self.slots or not cursor.is_key(self.raw_keys[j]):
+            if j < self.slots and self.plain[j] and cursor.match(self.raw_keys[j]):
+                pass  # the expected key, compared without a scan of its bytes
+            elif not cursor.string():
+                return False
+            elif j >= self.slots or not cursor.is_key(self.raw_keys[j]):
                 j = self._find(cursor, j)
                 if j < 0:
                     return False

@@ -96,6 +96,9 @@ cdef class Cursor:
     @cython.locals(pos=Py_ssize_t, end=Py_ssize_t, c=int)
     cdef bint string(self) except -1
 
+    @cython.locals(pos=Py_ssize_t, stop=Py_ssize_t)
+    cdef bint match(self, bytes key) noexcept
+
     @cython.locals(c=int, n=int, low=int, high=int, k=int)
     cdef bint _utf8(self, Py_ssize_t pos, Py_ssize_t stop) noexcept
 

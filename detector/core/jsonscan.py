@@ -172,6 +172,21 @@ class Cursor:
             pos += 1
         return False
 
+    def match(self, key: bytes) -> bool:
+        """At an opening quote: whether the string here is ``key``, byte for byte (the
+        caller's key is one that JSON writes as is: see :func:`plain`); then, as
+        ``string`` does, step past it. Nothing is checked twice: the bytes are the key's."""
+        pos = self.pos + 1
+        stop = pos + len(key)
+        if stop >= self.end or self.buf[stop] != 34 or not self.same(pos, stop, key):
+            return False
+        self.mark = pos
+        self.stop = stop
+        self.pos = stop + 1
+        self.escaped = False
+        self.ascii = False  # (not looked at: text() would decode the bytes as UTF-8)
+        return True
+
     def _utf8(self, pos: int, stop: int) -> bool:
         """Whether the bytes from ``pos`` to ``stop`` are well-formed UTF-8 (the Unicode
         standard's table 3-7: no overlong forms, no surrogates, nothing past U+10FFFF),
@@ -440,6 +455,12 @@ class Cursor:
         return self.ws() < 0
 
 
+def plain(key: bytes) -> bool:
+    """Whether JSON writes the UTF-8 text ``key`` as is: no quote, backslash or control
+    character (:meth:`Cursor.match` takes only such keys)."""
+    return all(c >= 32 and c != 34 and c != 92 for c in key)
+
+
 def read(raw: bytes) -> Any:
     """The JSON document ``raw`` as a :class:`Cursor` reads it: a scalar or an object of
     scalars (as orjson gives them), SKIPPED for any other object or array it can step
@@ -472,5 +493,6 @@ __all__ = [
     "STRING",
     "TRUE",
     "Cursor",
+    "plain",
     "read",
 ]

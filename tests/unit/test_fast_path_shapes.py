@@ -544,3 +544,26 @@ class TestEventReader:
         assert len(expected.result.rejections) < rewritten, "some rewrites are valid"
         # The reader took the plain events and some of the rewritten ones, not all.
         assert len(values) - rewritten < len(values) - got.parsed < len(values)
+
+    def test_feature_names_json_escapes(self) -> None:
+        """Feature names with a quote, a backslash, a control character or non-ASCII
+        text (JSON escapes the first three): read from the bytes like any other, with the
+        results of parsing every event with orjson."""
+        names = ['say "hi"', "back\\slash", "tab\there", "größe", "plain"]
+        rng = np.random.default_rng(3)
+        values: list[bytes | None] = []
+        for i in range(N):
+            shift = i >= N // 2
+            features: dict[str, Any] = {
+                name: float(rng.normal(1.0 if shift else 0.0, 1.0)) for name in names
+            }
+            if i % 7 == 3:
+                del features[names[i % len(names)]]
+            doc = _plain("fraud", 1, i)[0]
+            doc["event_id"] = f"ev-{i}"
+            doc["features"] = features
+            values.append(orjson.dumps(doc))
+        got, expected = _both(_records(values))
+        assert_same(got, expected, "escaped feature names")
+        assert expected.result.detections
+        assert got.admissions == 1 and got.parsed == 1
