@@ -11,7 +11,7 @@ from detector.core.values cimport categorical, prediction_value
 
 cdef int IGNORED, NUMERIC, CATEGORICAL, NULL_ONLY, CONFIGURED
 cdef long long _SWEEP_EVERY
-cdef int _STRING, _NUMBER, _TRUE, _FALSE, _NULL
+cdef int _STRING, _NUMBER, _TRUE, _FALSE, _NULL, _KEY
 cdef object _GIVE_UP, _MISSING, _READ
 cdef Py_ssize_t _TEXTS, _NAMES
 cdef int _VERSION, _EVENT_ID, _MODEL, _MODEL_VERSION, _TIMESTAMP, _FEATURES, _PREDICTION
@@ -53,7 +53,7 @@ cdef class Layout:
     cdef list keys
     cdef dict index
     cdef list raw_keys
-    cdef int[::1] plain
+    cdef list heads
     cdef list texts
     cdef Py_ssize_t slots
     cdef int[::1] kinds
@@ -94,7 +94,7 @@ cdef class Layout:
     cdef void _begin(self) noexcept
 
     @cython.locals(numbers=NumericTracker)
-    cdef void _store(self, Py_ssize_t p, Py_ssize_t j, bint null, double x, object given) except *
+    cdef int _store(self, Py_ssize_t p, Py_ssize_t j, bint null, double x, object given) except -1
 
     @cython.locals(q=Py_ssize_t, p=Py_ssize_t, numbers=NumericTracker)
     cdef void _ready(self, Py_ssize_t count, object prediction) noexcept

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import cython
 import numpy as np
 import orjson
 
@@ -40,7 +41,17 @@ from detector.core.events import (
 )
 from detector.core.fairness import FairnessMonitor, decision
 from detector.core.hits import Hit
-from detector.core.jsonscan import FALSE, GIVE_UP, NULL, NUMBER, STRING, TRUE, Cursor, plain
+from detector.core.jsonscan import (
+    FALSE,
+    GIVE_UP,
+    KEY,
+    NULL,
+    NUMBER,
+    STRING,
+    TRUE,
+    Cursor,
+    plain,
+)
 from detector.core.labels import KEY_PREFIX, Joined, JoinStateError, LabelJoin, parse_label
 from detector.core.performance import PerformanceTracker, binary_label, legacy, score_of
 from detector.core.performance import fingerprint as performance_fingerprint
@@ -69,6 +80,7 @@ _NUMBER = NUMBER
 _TRUE = TRUE
 _FALSE = FALSE
 _NULL = NULL
+_KEY = KEY
 _GIVE_UP = GIVE_UP
 _MISSING = MISSING
 _READ = READ
@@ -291,7 +303,8 @@ class Layout:
         #: The keys as bytes (and whether JSON writes them as is), and the values seen of
         #: each slot (scan reuses their str).
         self.raw_keys = [key.encode() for key in self.keys]
-        self.plain = np.array([plain(key) for key in self.raw_keys], dtype=np.intc)
+        #: Each key as JSON writes it, quoted, and its colon (b"" if JSON escapes it).
+        self.heads = [b'"' + key + b'":' if plain(key) else b"" for key in self.raw_keys]
         self.texts: list[list[str]] = [[] for _ in self.keys]
         self.slots = len(self.keys)
         self.kinds = np.zeros(self.slots, dtype=np.intc)
@@ -379,21 +392,19 @@ class Layout:
             self.count = 0
             return True
         while True:
-            if cursor.ws() != 34:
-                return False
             j += 1
-            if j < self.slots and self.plain[j] and cursor.match(self.raw_keys[j]):
-                pass  # the expected key, compared without a scan of its bytes
-            elif not cursor.string():
-                return False
-            elif j >= self.slots or not cursor.is_key(self.raw_keys[j]):
-                j = self._find(cursor, j)
-                if j < 0:
-                    return False
-            if self.stamp[j] == epoch or cursor.step() != 58:
+            # The expected key is compared with the bytes, and its colon with it; its value
+            # is read in the same call.
+            token = cursor.member(self.heads[j] if j < self.slots else b"")
+            if token == _KEY:
+                if j >= self.slots or not cursor.is_key(self.raw_keys[j]):
+                    j = self._find(cursor, j)
+                    if j < 0:
+                        return False
+                token = cursor.value_then()
+            if self.stamp[j] == epoch:
                 return False  # a repeated key (orjson keeps its last value)
             kind = self.kinds[j]
-            token = cursor.token()
             if token == _NULL:
                 self._store(p, j, True, 0.0, None)
             elif token == _NUMBER:
@@ -412,9 +423,9 @@ class Layout:
                     return False
                 self._store(p, j, False, 0.0, token == _TRUE)
             else:
-                return False
+                return False  # an object, an array, or outside the reader's subset
             p += 1
-            c = cursor.step()
+            c = cursor.after
             if c == 125:
                 self.count = p
                 return True
@@ -443,8 +454,8 @@ class Layout:
         if self.prediction_numeric:
             if t is not float and t is not int:
                 return False
-            numbers = self.prediction.values
-            numbers.fetch()  # type: ignore[union-attr]
+            numbers = cython.cast(NumericTracker, self.prediction.values)
+            numbers.fetch()
         elif t is not str and t is not dict and t is not bool:
             return False
         return label is None or self.error is not None
@@ -460,8 +471,8 @@ class Layout:
         if null:
             pass
         elif self.kinds[j] == NUMERIC:
-            numbers = self.numbers[j]
-            numbers.fetch()  # type: ignore[union-attr]
+            numbers = cython.cast(NumericTracker, self.numbers[j])
+            numbers.fetch()
             self.xs[p] = x
             self.todo[self.pending] = p
             self.pending += 1
@@ -476,11 +487,11 @@ class Layout:
         self.count = count
         for q in range(self.pending):
             p = self.todo[q]
-            numbers = self.numbers[self.order[p]]
+            numbers = cython.cast(NumericTracker, self.numbers[self.order[p]])
             numbers.prepare(self.xs[p])
         if self.prediction_numeric:
-            numbers = self.prediction.values
-            numbers.prepare(prediction)  # type: ignore[union-attr]
+            numbers = cython.cast(NumericTracker, self.prediction.values)
+            numbers.prepare(prediction)
 
     def flush(self, engine: PartitionDetectors, result: BatchResult) -> None:
         """Count this layout's events of the batch, and mark the model for the snapshot."""
@@ -859,7 +870,7 @@ class PartitionDetectors:
             kind = layout.kinds[j]
             if kind == IGNORED:
                 continue
-            monitor = layout.monitors[j]
+            monitor = cython.cast(FeatureMonitor, layout.monitors[j])
             null = bool(layout.nulls[p])  # (uncompiled: a bool, not numpy's)
             hit = monitor.missing.flag(null, index)
             if hit is not None:
@@ -868,11 +879,11 @@ class PartitionDetectors:
                 continue
             monitor.last_seen_ms = ts
             if kind == NUMERIC:
-                numbers = monitor.values
+                numbers = cython.cast(NumericTracker, monitor.values)
                 hit = numbers.number(layout.xs[p], index)
             else:
                 value = layout.given[p]
-                categories = monitor.values
+                categories = cython.cast(CategoricalTracker, monitor.values)
                 hit = categories.category(
                     value if type(value) is str else categorical(value), index
                 )
@@ -885,8 +896,8 @@ class PartitionDetectors:
             for j in range(layout.slots):
                 kind = layout.kinds[j]
                 if layout.stamp[j] != epoch and kind != IGNORED:
-                    monitor = layout.monitors[j]
-                    hit = monitor.missing.flag(True, index)  # type: ignore[union-attr]
+                    monitor = cython.cast(FeatureMonitor, layout.monitors[j])
+                    hit = monitor.missing.flag(True, index)
                     if hit is not None:
                         hits = _add(hits, layout.ranks[j], 0, layout.keys[j], hit)
         monitor = layout.prediction
@@ -896,11 +907,11 @@ class PartitionDetectors:
             hits = _add(hits, layout.prediction_rank, 0, PREDICTION, hit)
         watched = prediction_value(event.prediction)
         if layout.prediction_numeric:
-            numbers = monitor.values
-            hit = numbers.number(watched, index)  # type: ignore[union-attr, arg-type]
+            numbers = cython.cast(NumericTracker, monitor.values)
+            hit = numbers.number(watched, index)
         else:
-            categories = monitor.values
-            hit = categories.category(categorical(watched), index)  # type: ignore[union-attr]
+            categories = cython.cast(CategoricalTracker, monitor.values)
+            hit = categories.category(categorical(watched), index)
         if hit is not None:
             hits = _add(
                 hits, layout.prediction_rank, 1, PREDICTION, with_missing_rates(hit, monitor)

@@ -40,6 +40,8 @@ cdef class EstimatedPerformance:
     cdef public long long cnt
     cdef public long long seen
 
+    cpdef learn(self, double score, long long positive)
+
     @cython.locals(q=double, block=double)
     cpdef object observe(self, double score, Py_ssize_t index)
 

@@ -37,6 +37,7 @@ NUMBER = 2
 TRUE = 3
 FALSE = 4
 NULL = 5
+KEY = 6  # (Cursor.member) a key other than the expected one
 
 #: What the readers of a value return when they give up.
 GIVE_UP: Any = object()
@@ -50,6 +51,7 @@ _NUMBER = NUMBER
 _TRUE = TRUE
 _FALSE = FALSE
 _NULL = NULL
+_KEY = KEY
 _GIVE_UP = GIVE_UP
 
 _MAX_DEPTH = 64
@@ -60,6 +62,7 @@ _MAX_EXPONENT = 100_000
 _SMALLEST = 2.2250738585072014e-308  # the smallest normal double
 _LARGEST = 1.7976931348623157e308
 _POW10 = tuple(float(10**k) for k in range(23))  # exact doubles
+_TENS: tuple[int, ...] = tuple(10**k for k in range(19))
 
 
 def _pow10(k: int) -> float:
@@ -67,6 +70,27 @@ def _pow10(k: int) -> float:
     if cython.compiled:
         return dd_pow10(k)  # type: ignore[no-any-return, name-defined]  # noqa: F821 (jsonscan.pxd)
     return _POW10[k]
+
+
+def _ten_to(k: int) -> int:
+    """10 ** k, for 0 <= k <= 18 (compiled: a C table)."""
+    if cython.compiled:
+        return dd_ten_to(k)  # type: ignore[no-any-return, name-defined]  # noqa: F821 (jsonscan.pxd)
+    return _TENS[k]
+
+
+def _eight_digits(raw: bytes, pos: int) -> tuple[int, int]:
+    """How many of the (up to) eight bytes from ``pos`` are digits, from the first, and
+    the number they write. Compiled, ``dd_eight_digits`` (jsonscan.pxd) does the same
+    with the eight bytes as one word, as simdjson and fast_float do."""
+    n = 0
+    run = 0
+    for c in raw[pos : pos + 8]:
+        if c < 48 or c > 57:
+            break
+        run = run * 10 + (c - 48)
+        n += 1
+    return n, run
 
 
 class Cursor:
@@ -86,6 +110,12 @@ class Cursor:
         self.ascii = True
         self.escaped = False
         self.decoded: Any = None
+        self.after = 0  # (value_then) the byte after the value
+        # A number being read (number, _digits): its digits, the power of ten they take,
+        # and whether a digit did not fit.
+        self.mantissa = 0
+        self.exponent = 0
+        self.cut = False
         #: The keys and string values of flat objects (class names, segments) seen last.
         self.words: list[str] = []
 
@@ -172,20 +202,35 @@ class Cursor:
             pos += 1
         return False
 
-    def match(self, key: bytes) -> bool:
-        """At an opening quote: whether the string here is ``key``, byte for byte (the
-        caller's key is one that JSON writes as is: see :func:`plain`); then, as
-        ``string`` does, step past it. Nothing is checked twice: the bytes are the key's."""
-        pos = self.pos + 1
-        stop = pos + len(key)
-        if stop >= self.end or self.buf[stop] != 34 or not self.same(pos, stop, key):
-            return False
-        self.mark = pos
-        self.stop = stop
-        self.pos = stop + 1
-        self.escaped = False
-        self.ascii = False  # (not looked at: text() would decode the bytes as UTF-8)
-        return True
+    def member(self, head: bytes) -> int:
+        """An object's next member, up to its value: skip whitespace, read the key and the
+        colon after it. If the member starts with the bytes ``head`` (``"key":`` for a key
+        that JSON writes as is, see :func:`plain`; nothing is checked twice, the bytes are
+        the key's), then read the value as :meth:`value_then` does and return its token;
+        for another key (read as ``string`` reads it) return KEY, the value not read yet;
+        OTHER where the subset ends. An empty ``head`` matches nothing."""
+        if self.ws() != 34:
+            return _OTHER
+        pos = self.pos
+        stop = pos + len(head)
+        if stop > pos and stop <= self.end and self.same(pos, stop, head):
+            self.mark = pos + 1
+            self.stop = stop - 2
+            self.pos = stop
+            self.escaped = False
+            self.ascii = False  # (not looked at: text() would decode the bytes as UTF-8)
+            return self.value_then()
+        if not self.string() or self.step() != 58:
+            return _OTHER
+        return _KEY
+
+    def value_then(self) -> int:
+        """Read a scalar value (:meth:`token`: its kind), then step past the byte after it
+        (``after``: a comma, a closing brace, or another byte or -1 for the caller to
+        refuse)."""
+        kind = self.token()
+        self.after = self.step()
+        return kind
 
     def _utf8(self, pos: int, stop: int) -> bool:
         """Whether the bytes from ``pos`` to ``stop`` are well-formed UTF-8 (the Unicode
@@ -246,9 +291,9 @@ class Cursor:
             pos += 1
             if pos >= end:
                 return False
-        mantissa = 0
-        digits = 0  # significant digits in the mantissa
-        exponent = 0
+        self.mantissa = 0
+        self.exponent = 0
+        self.cut = False
         c = buf[pos]
         if c == 48:
             pos += 1
@@ -256,16 +301,8 @@ class Cursor:
             if 48 <= c <= 57:
                 return False  # a leading zero
         elif 49 <= c <= 57:
-            while True:
-                if digits < _MAX_DIGITS:
-                    mantissa = mantissa * 10 + (c - 48)
-                else:
-                    exponent += 1
-                digits += 1
-                pos += 1
-                c = buf[pos] if pos < end else 0
-                if c < 48 or c > 57:
-                    break
+            pos = self._digits(pos, False)
+            c = buf[pos] if pos < end else 0
         else:
             return False
         integer = True
@@ -275,19 +312,9 @@ class Cursor:
             c = buf[pos] if pos < end else 0
             if c < 48 or c > 57:
                 return False
-            while True:
-                c -= 48
-                if digits < _MAX_DIGITS:
-                    if mantissa or c:
-                        digits += 1
-                    mantissa = mantissa * 10 + c
-                    exponent -= 1
-                elif c:
-                    digits += 1
-                pos += 1
-                c = buf[pos] if pos < end else 0
-                if c < 48 or c > 57:
-                    break
+            pos = self._digits(pos, True)
+        mantissa = self.mantissa
+        exponent = self.exponent
         if pos < end and (buf[pos] == 101 or buf[pos] == 69):
             integer = False
             pos += 1
@@ -305,13 +332,13 @@ class Cursor:
                 pos += 1
             exponent += sign * power
         if integer:
-            if digits > _MAX_DIGITS:
+            if self.cut:
                 return False  # orjson's int or float: the slow path decides
             self.i = -mantissa if negative else mantissa
             self.x = self.i
         elif mantissa == 0:
             self.x = -0.0 if negative else 0.0
-        elif digits <= _MAX_DIGITS and mantissa <= _EXACT and -22 <= exponent <= 22:
+        elif not self.cut and mantissa <= _EXACT and -22 <= exponent <= 22:
             x = mantissa * _pow10(exponent) if exponent >= 0 else mantissa / _pow10(-exponent)
             self.x = -x if negative else x
         else:
@@ -325,6 +352,45 @@ class Cursor:
         self.integer = integer
         self.pos = pos
         return True
+
+    def _digits(self, pos: int, fraction: bool) -> int:
+        """Read the run of digits at ``pos`` into ``mantissa`` (and ``exponent``), and
+        return the position after it. The mantissa takes the digits while it has fewer
+        than 18 significant ones (``_MAX_DIGITS``: it fits a C long long), up to eight at a
+        time; past that, a digit of the integer part raises the exponent, one of a fraction
+        is dropped, and either sets ``cut`` (unless a fraction's 0)."""
+        mantissa = self.mantissa
+        exponent = self.exponent
+        run = 0
+        while True:
+            if cython.compiled:
+                n = dd_eight_digits(self.buf, pos, self.end, cython.address(run))  # type: ignore[name-defined]  # noqa: F821 (jsonscan.pxd)
+            else:
+                n, run = _eight_digits(self.raw, pos)
+            if n == 0:
+                break
+            if mantissa < _ten_to(_MAX_DIGITS - n):  # the n digits fit
+                mantissa = mantissa * _ten_to(n) + run
+                if fraction:
+                    exponent -= n
+                pos += n
+                if n < 8:
+                    break
+                continue
+            digit = self.buf[pos] - 48  # the mantissa is nearly full: one digit at a time
+            if mantissa < _ten_to(_MAX_DIGITS - 1):
+                mantissa = mantissa * 10 + digit
+                if fraction:
+                    exponent -= 1
+            elif not fraction:
+                exponent += 1
+                self.cut = True
+            elif digit:
+                self.cut = True
+            pos += 1
+        self.mantissa = mantissa
+        self.exponent = exponent
+        return pos
 
     def _word(self, word: bytes) -> bool:
         """``word`` (true, false, null) here: step past it."""
@@ -457,7 +523,7 @@ class Cursor:
 
 def plain(key: bytes) -> bool:
     """Whether JSON writes the UTF-8 text ``key`` as is: no quote, backslash or control
-    character (:meth:`Cursor.match` takes only such keys)."""
+    character (:meth:`Cursor.member` matches only such keys)."""
     return all(c >= 32 and c != 34 and c != 92 for c in key)
 
 
@@ -486,6 +552,7 @@ def read(raw: bytes) -> Any:
 __all__ = [
     "FALSE",
     "GIVE_UP",
+    "KEY",
     "NULL",
     "NUMBER",
     "OTHER",

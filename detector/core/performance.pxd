@@ -2,6 +2,7 @@
 # file only gives it C types). Read performance.py; change the two together.
 cimport cython
 
+from detector.core.estimation cimport EstimatedPerformance
 from detector.core.trackers cimport RateTracker
 
 
@@ -28,5 +29,8 @@ cdef class PerformanceTracker:
 
     cpdef object error(self, object prediction, object label)
 
-    @cython.locals(fired=cython.longlong)
-    cpdef object observe(self, object prediction, object label, Py_ssize_t index, object estimation=*)
+    @cython.locals(fired=cython.longlong, observed=tuple)
+    cpdef object observe(
+        self, object prediction, object label, Py_ssize_t index,
+        EstimatedPerformance estimation=*,
+    )
