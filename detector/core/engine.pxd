@@ -102,7 +102,7 @@ cdef class Layout:
     cdef void flush(self, PartitionDetectors engine, object result) except *
 
 
-@cython.locals(n=Py_ssize_t)
+@cython.locals(initial=int)
 cdef int _field(Cursor cursor) noexcept
 
 cdef list _add(list hits, Py_ssize_t rank, int sub, str name, object hit)

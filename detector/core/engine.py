@@ -504,28 +504,37 @@ class Layout:
 
 
 def _field(cursor: Cursor) -> int:
-    """The bit of the top-level field whose name was just read (0: a field not read)."""
-    n = cursor.stop - cursor.mark
-    if n == 5:
-        if cursor.is_key(b"model"):
+    """At a top-level field's opening quote: the bit of the field whose name is there, in
+    its quotes, stepped past (0: a field not read, or a name written with an escape; the
+    cursor has not moved)."""
+    if cursor.pos + 1 >= cursor.end:
+        return 0
+    initial = cursor.buf[cursor.pos + 1]
+    if initial == 109:  # m
+        if cursor.expect(b'"model"'):
             return _MODEL
-        if cursor.is_key(b"label"):
-            return _LABEL
-    elif n == 8:
-        if cursor.is_key(b"event_id"):
-            return _EVENT_ID
-        if cursor.is_key(b"features"):
+        if cursor.expect(b'"model_version"'):
+            return _MODEL_VERSION
+    elif initial == 102:  # f
+        if cursor.expect(b'"features"'):
             return _FEATURES
-    elif n == 9 and cursor.is_key(b"timestamp"):
-        return _TIMESTAMP
-    elif n == 10 and cursor.is_key(b"prediction"):
-        return _PREDICTION
-    elif n == 7 and cursor.is_key(b"segment"):
-        return _SEGMENT
-    elif n == 13 and cursor.is_key(b"model_version"):
-        return _MODEL_VERSION
-    elif n == 14 and cursor.is_key(b"schema_version"):
-        return _VERSION
+    elif initial == 112:  # p
+        if cursor.expect(b'"prediction"'):
+            return _PREDICTION
+    elif initial == 116:  # t
+        if cursor.expect(b'"timestamp"'):
+            return _TIMESTAMP
+    elif initial == 101:  # e
+        if cursor.expect(b'"event_id"'):
+            return _EVENT_ID
+    elif initial == 108:  # l
+        if cursor.expect(b'"label"'):
+            return _LABEL
+    elif initial == 115:  # s
+        if cursor.expect(b'"segment"'):
+            return _SEGMENT
+        if cursor.expect(b'"schema_version"'):
+            return _VERSION
     return 0
 
 
@@ -701,11 +710,12 @@ class PartitionDetectors:
         if cursor.ws() == 125:
             return None
         while True:
-            if cursor.ws() != 34 or not cursor.string():
+            if cursor.ws() != 34:
                 return None
-            if cursor.escaped:
-                return None  # a field name with an escape: orjson reads it
             field = _field(cursor)
+            # Another field, or a name with an escape (orjson reads it):
+            if field == 0 and (not cursor.string() or cursor.escaped):
+                return None
             if seen & field or cursor.step() != 58:
                 return None  # a repeated field: orjson keeps the last
             seen |= field

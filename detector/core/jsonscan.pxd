@@ -86,6 +86,15 @@ cdef extern from *:
         if (data == NULL) { PyErr_Clear(); return 0; }
         return size == n && dd_equal(buf + start, (const unsigned char *)data, n);
     }
+    /* The index of the str in the list texts that buf[start:stop] (UTF-8) is; -1 if none. */
+    static inline Py_ssize_t dd_find_text(const unsigned char *buf, Py_ssize_t start,
+                                          Py_ssize_t stop, PyObject *texts) {
+        Py_ssize_t i, n = PyList_GET_SIZE(texts);
+        for (i = 0; i < n; i++)
+            if (dd_same_text(buf, start, stop, PyList_GET_ITEM(texts, i)))
+                return i;
+        return -1;
+    }
     /* buf[start:stop], checked UTF-8 (ascii: only ASCII), as a str. */
     static inline PyObject *dd_text(const unsigned char *buf, Py_ssize_t start, Py_ssize_t stop,
                                     int ascii) {
@@ -106,6 +115,9 @@ cdef extern from *:
     bint dd_same(const unsigned char *buf, Py_ssize_t start, Py_ssize_t stop, object key) noexcept
     bint dd_same_text(
         const unsigned char *buf, Py_ssize_t start, Py_ssize_t stop, object text
+    ) noexcept
+    Py_ssize_t dd_find_text(
+        const unsigned char *buf, Py_ssize_t start, Py_ssize_t stop, list texts
     ) noexcept
     object dd_text(const unsigned char *buf, Py_ssize_t start, Py_ssize_t stop, bint ascii)
     double dd_strtod(const unsigned char *buf, Py_ssize_t start, Py_ssize_t stop) noexcept
@@ -165,11 +177,13 @@ cdef class Cursor:
     @cython.locals(pos=Py_ssize_t, end=Py_ssize_t, c=int)
     cdef bint string(self) except -1
 
-    @cython.locals(pos=Py_ssize_t, stop=Py_ssize_t)
     cdef int member(self, bytes head) except -1
 
     @cython.locals(kind=int)
     cdef inline int value_then(self) except -1
+
+    @cython.locals(pos=Py_ssize_t, stop=Py_ssize_t)
+    cdef inline bint expect(self, bytes head) noexcept
 
     @cython.locals(c=int, n=int, low=int, high=int, k=int)
     cdef bint _utf8(self, Py_ssize_t pos, Py_ssize_t stop) noexcept
@@ -198,6 +212,7 @@ cdef class Cursor:
 
     cdef str text(self)
 
+    @cython.locals(found=Py_ssize_t)
     cdef str cached(self, list texts, Py_ssize_t room)
 
     cdef str word(self)

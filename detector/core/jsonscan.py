@@ -211,18 +211,27 @@ class Cursor:
         OTHER where the subset ends. An empty ``head`` matches nothing."""
         if self.ws() != 34:
             return _OTHER
-        pos = self.pos
-        stop = pos + len(head)
-        if stop > pos and stop <= self.end and self.same(pos, stop, head):
-            self.mark = pos + 1
-            self.stop = stop - 2
-            self.pos = stop
-            self.escaped = False
-            self.ascii = False  # (not looked at: text() would decode the bytes as UTF-8)
+        if self.expect(head):
             return self.value_then()
         if not self.string() or self.step() != 58:
             return _OTHER
         return _KEY
+
+    def expect(self, head: bytes) -> bool:
+        """At an opening quote: whether the bytes here are ``head``, a key that JSON writes
+        as is in its quotes (and its colon, if ``head`` ends with one); then step past them,
+        the key read (``mark`` to ``stop``) as ``string`` reads it. Nothing is checked
+        twice: the bytes are the key's. An empty ``head`` matches nothing."""
+        pos = self.pos
+        stop = pos + len(head)
+        if stop == pos or stop > self.end or not self.same(pos, stop, head):
+            return False
+        self.mark = pos + 1
+        self.stop = stop - 2 if head[len(head) - 1] == 58 else stop - 1
+        self.pos = stop
+        self.escaped = False
+        self.ascii = False  # (not looked at: text() would decode the bytes as UTF-8)
+        return True
 
     def value_then(self) -> int:
         """Read a scalar value (:meth:`token`: its kind), then step past the byte after it
@@ -423,12 +432,13 @@ class Cursor:
         the values of a category or a model's name are few, and come back."""
         if self.escaped:
             return self.decoded  # type: ignore[no-any-return]
-        for known in texts:
-            if cython.compiled:
-                if dd_same_text(self.buf, self.mark, self.stop, known):  # type: ignore[name-defined]  # noqa: F821 (jsonscan.pxd)
-                    return known
-            elif self.raw[self.mark : self.stop] == known.encode("utf-8"):
-                return known
+        if cython.compiled:
+            found: int = dd_find_text(self.buf, self.mark, self.stop, texts)  # type: ignore[name-defined]  # noqa: F821 (jsonscan.pxd)
+        else:
+            raw = self.raw[self.mark : self.stop]
+            found = next((i for i, known in enumerate(texts) if known.encode() == raw), -1)
+        if found >= 0:
+            return texts[found]
         text = self.text()
         if len(texts) < room:
             texts.append(text)
