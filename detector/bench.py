@@ -827,8 +827,10 @@ What the compiled core does per event, and what it costs:
 
 - read the event from its bytes, in one pass that also matches its features against the
   model's layout (`PartitionDetectors._scan`, `Layout.scan`, over the JSON cursor of
-  `detector/core/jsonscan.py`): no dict of the event, no Python float per number, the
-  keys compared as bytes where the layout expects them. Each numeric value goes into a C
+  `detector/core/jsonscan.py`): no dict of the event, no Python float per number. Each
+  expected feature key is compared as bytes with its quotes and colon, and its value read,
+  in one call (`Cursor.member`); a top-level name is compared with the one its first
+  letter stands for; a number's digits are read eight at a time. Each numeric value goes into a C
   array for the trackers, and each feature's rank search starts (`NumericTracker.fetch`
   and `prepare`). The reader takes JSON as producers write it (UTF-8 checked, escaped
   strings decoded by orjson one by one, numbers rounded as orjson rounds them); what it

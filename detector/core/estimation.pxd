@@ -3,6 +3,7 @@
 cimport cython
 
 from detector.core.detectors cimport Detector
+from detector.core.trackers cimport Ring
 
 cdef Py_ssize_t _TABLE
 
@@ -35,7 +36,7 @@ cdef class EstimatedPerformance:
     cdef public list _lookup
     cdef public object realized_reference
     cdef public list reference
-    cdef public object current
+    cdef public Ring current
     cdef public double acc
     cdef public long long cnt
     cdef public long long seen

@@ -27,7 +27,6 @@ realized performance drift, once labels arrive, is what finds it.
 from __future__ import annotations
 
 import math
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -35,6 +34,7 @@ import numpy as np
 from detector.core.detectors import build_detector
 from detector.core.hits import Hit, Rearm, block_scale
 from detector.core.settings import DetectionSettings
+from detector.core.trackers import Ring
 
 ESTIMATED = "estimated_performance"
 #: Score bins of the tabulated calibration map.
@@ -147,7 +147,7 @@ class EstimatedPerformance:
         self._lookup: list[float] = []  # the table as Python floats (per-event lookups)
         self.realized_reference: float | None = None  # the calibration window's accuracy
         self.reference: list[float] = []  # the first ref_size scores since the last detection
-        self.current: deque[float] = deque(maxlen=self.window_size)
+        self.current = Ring(self.window_size)  # the last window_size scores
         self.acc = 0.0
         self.cnt = 0
         self.seen = 0
@@ -175,7 +175,7 @@ class EstimatedPerformance:
         self.seen += 1
         if len(self.reference) < self.ref_size:
             self.reference.append(score)
-        self.current.append(score)
+        self.current.add(score)
         self.acc += 1.0 - q
         self.cnt += 1
         if self.cnt < self.k:
@@ -197,7 +197,7 @@ class EstimatedPerformance:
         table = self.table
         assert table is not None
         reference = summary(self.reference, table, self.threshold)
-        current = summary(list(self.current), table, self.threshold)
+        current = summary(self.current.ordered(), table, self.threshold)
         self.reference = []
         self.current.clear()
         ref_acc = reference["estimated_accuracy"]
@@ -224,9 +224,11 @@ class EstimatedPerformance:
 
     def estimate(self) -> float | None:
         """The estimated accuracy of the last window_size scored predictions."""
-        if self.table is None or not self.current:
+        if self.table is None or len(self.current) == 0:
             return None
-        return float(summary(list(self.current), self.table, self.threshold)["estimated_accuracy"])
+        return float(
+            summary(self.current.ordered(), self.table, self.threshold)["estimated_accuracy"]
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -243,7 +245,7 @@ class EstimatedPerformance:
             "table": None if self.table is None else self.table.copy(),
             "realized_reference": self.realized_reference,
             "reference": list(self.reference),
-            "current": list(self.current),
+            "current": self.current.ordered(),
             "acc": self.acc,
             "cnt": self.cnt,
             "seen": self.seen,
@@ -265,7 +267,7 @@ class EstimatedPerformance:
         self._lookup = [] if self.table is None else self.table.tolist()
         self.realized_reference = state["realized_reference"]
         self.reference = list(state["reference"])
-        self.current = deque(state["current"], maxlen=self.window_size)
+        self.current = Ring(self.window_size, state["current"])
         self.acc = state["acc"]
         self.cnt = state["cnt"]
         self.seen = state["seen"]

@@ -3,7 +3,7 @@
 cimport cython
 
 from detector.core.estimation cimport EstimatedPerformance
-from detector.core.trackers cimport RateTracker
+from detector.core.trackers cimport RateTracker, Ring
 
 
 @cython.locals(t=type)
@@ -24,12 +24,18 @@ cdef class PerformanceTracker:
     cdef public object cutoff
     cdef public list building
     cdef public list reference
-    cdef public object current
+    cdef public Ring wrong
+    cdef public Ring scores
+    cdef public Ring positives
     cdef public long long labelled
+
+    cpdef void _empty_window(self)
+
+    cpdef list current(self)
 
     cpdef object error(self, object prediction, object label)
 
-    @cython.locals(fired=cython.longlong, observed=tuple)
+    @cython.locals(fired=cython.longlong, observed=tuple, wrong=cython.longlong, positive=cython.longlong)
     cpdef object observe(
         self, object prediction, object label, Py_ssize_t index,
         EstimatedPerformance estimation=*,

@@ -22,14 +22,13 @@ every error (block size 1).
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import numpy as np
 
 from detector.core.hits import Hit
 from detector.core.settings import BINARY_DETECTOR_NAMES, DetectionSettings, DetectorSpec
-from detector.core.trackers import RateTracker
+from detector.core.trackers import RateTracker, Ring
 from detector.core.values import categorical
 
 PERFORMANCE = "performance"
@@ -108,10 +107,15 @@ class PerformanceTracker:
         self.cutoff: float | None = None  # regression: the absolute error cut-off
         self.building: list[float] = []  # regression: reference absolute errors so far
         # Evidence windows of (error, score or nan, label or -1): the first reference_size
-        # observations since the last detection, and the last window_size.
+        # observations since the last detection, and the last window_size (rings).
         self.reference: list[tuple[int, float, int]] = []
-        self.current: deque[tuple[int, float, int]] = deque(maxlen=self.window_size)
+        self._empty_window()
         self.labelled = 0
+
+    def _empty_window(self) -> None:
+        self.wrong = Ring(self.window_size)
+        self.scores = Ring(self.window_size)
+        self.positives = Ring(self.window_size)
 
     def error(self, prediction: Any, label: Any) -> tuple[int, float, int] | None:
         """The 0/1 error of a labelled prediction, its score and 0/1 label (nan and -1 when
@@ -144,19 +148,25 @@ class PerformanceTracker:
         observed = self.error(prediction, label)
         if observed is None:
             return None
-        if estimation is not None and observed[2] >= 0:
-            estimation.learn(observed[1], observed[2])
+        wrong = observed[0]  # (compiled: C values)
+        positive = observed[2]
+        if estimation is not None and positive >= 0:
+            estimation.learn(observed[1], positive)
         self.labelled += 1
         if len(self.reference) < self.reference_size:
             self.reference.append(observed)
-        self.current.append(observed)
+        self.wrong.add(wrong)
+        self.scores.add(observed[1])
+        self.positives.add(positive)
         fired = self.rate.fired
-        hit = self.rate.push(observed[0], index)
+        hit = self.rate.flag(wrong != 0, index)
         if self.rate.fired == fired:
             return None
         evidence = None if hit is None else self._evidence()
         self.reference = []
-        self.current.clear()
+        self.wrong.clear()
+        self.scores.clear()
+        self.positives.clear()
         if hit is None or evidence is None:
             return None
         hit.evidence["reference"] = evidence[0]
@@ -174,14 +184,25 @@ class PerformanceTracker:
 
     def realized_accuracy(self) -> float | None:
         """1 - the error rate of the last window_size labelled predictions."""
-        if not self.current:
+        current = self.current()
+        if not current:
             return None
-        return 1.0 - sum(o[0] for o in self.current) / len(self.current)
+        return 1.0 - sum(o[0] for o in current) / len(current)
+
+    def current(self) -> list[tuple[int, float, int]]:
+        """The last window_size observations, oldest first."""
+        return [
+            (int(e), s, int(y))
+            for e, s, y in zip(
+                self.wrong.ordered(), self.scores.ordered(), self.positives.ordered(), strict=True
+            )
+        ]
 
     def _evidence(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        if not self.reference or not self.current:
+        current = self.current()
+        if not self.reference or not current:
             return None
-        return _window(self.reference, self.cutoff), _window(list(self.current), self.cutoff)
+        return _window(self.reference, self.cutoff), _window(current, self.cutoff)
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -194,7 +215,7 @@ class PerformanceTracker:
             "cutoff": self.cutoff,
             "building": list(self.building),
             "reference": [list(o) for o in self.reference],
-            "current": [list(o) for o in self.current],
+            "current": [list(o) for o in self.current()],
             "labelled": self.labelled,
         }
 
@@ -208,9 +229,11 @@ class PerformanceTracker:
         self.cutoff = state["cutoff"]
         self.building = list(state["building"])
         self.reference = [(int(e), float(s), int(y)) for e, s, y in state["reference"]]
-        self.current = deque(
-            ((int(e), float(s), int(y)) for e, s, y in state["current"]), maxlen=self.window_size
-        )
+        self._empty_window()
+        for e, s, y in state["current"][-self.window_size :]:
+            self.wrong.add(int(e))
+            self.scores.add(float(s))
+            self.positives.add(int(y))
         self.labelled = state["labelled"]
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -254,7 +277,7 @@ def legacy(tracker: RateTracker, fingerprint_now: str, settings: DetectionSettin
     perf.cutoff = None
     perf.building = []
     perf.reference = []
-    perf.current = deque(maxlen=settings.window_size)
+    perf._empty_window()
     perf.labelled = 0
     return perf
 

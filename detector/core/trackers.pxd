@@ -24,6 +24,20 @@ cdef Py_ssize_t _left(const double[::1] ref, Py_ssize_t start, Py_ssize_t n, dou
 cdef Py_ssize_t _right(const double[::1] ref, Py_ssize_t start, Py_ssize_t n, double x) noexcept nogil
 
 
+@cython.final
+cdef class Ring:
+    cdef double[::1] values
+    cdef readonly Py_ssize_t size
+    cdef Py_ssize_t head
+    cdef readonly Py_ssize_t filled
+
+    cpdef void add(self, double x) noexcept
+
+    cpdef void clear(self) noexcept
+
+    cpdef list ordered(self)
+
+
 cdef class Tracker:
     cpdef object push(self, object value, Py_ssize_t index)
 

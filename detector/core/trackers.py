@@ -60,6 +60,41 @@ def _slot(head: int, cap: int) -> int:
     return head + 1 if head + 1 < cap else 0
 
 
+class Ring:
+    """The last ``size`` numbers of a stream, oldest first (a window, such as the last
+    labelled predictions'), kept in one array: no object per number, nothing to free
+    when the oldest is overwritten."""
+
+    def __init__(self, size: int, values: Iterable[float] = ()) -> None:
+        self.values = np.zeros(size, dtype=np.float64)
+        self.size = size
+        self.head = 0
+        self.filled = 0
+        for value in values:
+            self.add(value)
+
+    def add(self, x: float) -> None:
+        """Keep ``x``, dropping the oldest if the ring is full."""
+        self.values[self.head] = x
+        self.head = _slot(self.head, self.size)
+        if self.filled < self.size:
+            self.filled += 1
+
+    def clear(self) -> None:
+        self.head = 0
+        self.filled = 0
+
+    def ordered(self) -> list[float]:
+        """The numbers kept, oldest first."""
+        values = np.asarray(self.values)
+        if self.filled < self.size:
+            return values[: self.filled].tolist()  # type: ignore[no-any-return]
+        return np.concatenate((values[self.head :], values[: self.head])).tolist()  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return self.filled
+
+
 class Tracker:
     """What the three trackers share: ``update`` over their ``push``, and pickling."""
 
@@ -568,4 +603,4 @@ class CategoricalTracker(Tracker):
         self.rearm = state["rearm"]
 
 
-__all__ = ["CategoricalTracker", "Hit", "NumericTracker", "RateTracker", "Tracker"]
+__all__ = ["CategoricalTracker", "Hit", "NumericTracker", "RateTracker", "Ring", "Tracker"]

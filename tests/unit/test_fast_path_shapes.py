@@ -503,6 +503,13 @@ def _rewrites(raw: bytes, rng: np.random.Generator) -> bytes:
         lambda r: r.replace(b'"event_id":', b'"schema_version":1e0,"event_id":'),
         lambda r: r.replace(b'"model_version":"v1"', b'"model_version":null'),
         lambda r: r.replace(b'"timestamp":', b'"timestamp":-'),
+        # Top-level names: a known one escaped, and others sharing a known one's initial.
+        lambda r: r.replace(b'"model":', b'"mod\\u0065l":', 1),
+        lambda r: r.replace(b'"label":', b'"l\\u0061bel":', 1),
+        lambda r: r.replace(b'"timestamp":', b'"timestamps":1,"timestamp":', 1),
+        lambda r: r.replace(b'"features":', b'"f":{},"features":', 1),
+        lambda r: r.replace(b'"model_version":', b'"model_versions":', 1),
+        lambda r: r.replace(b'"amount":', b'"amountx":', 1),  # a new feature: admitted
     ]
     out = raw
     for _ in range(int(rng.integers(1, 3))):

@@ -21,6 +21,7 @@ from detector.core.settings import (
     PerformanceDetectorSpec,
     PerformanceSettings,
 )
+from detector.core.trackers import Ring
 
 
 def _settings(name: str = "ADWIN", **labels: Any) -> DetectionSettings:
@@ -47,6 +48,48 @@ def _scored(p0: float, p1: float, n: int = 20_000, change: int = 10_000, seed: i
 
 def _hits(tracker: PerformanceTracker, stream: Any) -> list[int]:
     return [i for i, (p, y) in enumerate(stream) if tracker.observe(p, y, i) is not None]
+
+
+class TestRing:
+    def test_keeps_the_last_values_oldest_first(self) -> None:
+        ring = Ring(3)
+        assert ring.ordered() == [] and len(ring) == 0
+        for x in (1.0, 2.0):
+            ring.add(x)
+        assert ring.ordered() == [1.0, 2.0] and len(ring) == 2
+        for x in (3.0, 4.0, 5.0):
+            ring.add(x)
+        assert ring.ordered() == [3.0, 4.0, 5.0] and len(ring) == 3
+        ring.clear()
+        assert ring.ordered() == [] and len(ring) == 0
+        ring.add(float("nan"))
+        assert np.isnan(ring.ordered()[0])
+
+    def test_from_values(self) -> None:
+        """As ``deque(values, maxlen=size)``: the last ``size`` of them."""
+        assert Ring(2, [1.0, 2.0, 3.0]).ordered() == [2.0, 3.0]
+        assert Ring(4, [1.0, 2.0]).ordered() == [1.0, 2.0]
+
+    def test_tracker_window_round_trips(self) -> None:
+        """The error-rate tracker's window is written as the rows it was fed, and read
+        back as them (the state format of deques of tuples)."""
+        settings = DetectionSettings(window_size=32)
+        tracker = PerformanceTracker(settings.performance_detector("m"), settings, "f")
+        for i in range(40):
+            tracker.observe(0.9 if i % 3 else 0.2, i % 2, i)
+        rows = tracker.current()
+        assert len(rows) == 32
+        expected = [
+            (int((0.9 if i % 3 else 0.2) >= 0.5) != i % 2, 0.9 if i % 3 else 0.2, i % 2)
+            for i in range(8, 40)
+        ]
+        assert rows == [(int(e), s, y) for e, s, y in expected]
+        state = tracker.__getstate__()
+        assert state["current"] == [list(row) for row in rows]
+        again = PerformanceTracker.__new__(PerformanceTracker)
+        again.__setstate__(state)
+        assert again.current() == rows
+        assert again.realized_accuracy() == tracker.realized_accuracy()
 
 
 class TestDirection:
