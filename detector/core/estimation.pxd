@@ -33,7 +33,7 @@ cdef class EstimatedPerformance:
     cdef public list calibrating_scores
     cdef public list calibrating_labels
     cdef public object table
-    cdef public list _lookup
+    cdef public const double[::1] _bins
     cdef public object realized_reference
     cdef public list reference
     cdef public Ring current

@@ -144,7 +144,9 @@ class EstimatedPerformance:
         self.calibrating_scores: list[float] = []
         self.calibrating_labels: list[int] = []
         self.table: np.ndarray | None = None
-        self._lookup: list[float] = []  # the table as Python floats (per-event lookups)
+        #: The table, for the per-event lookups (compiled: a C array of its bins; not a
+        #: list of Python floats, whose objects would each be a cache miss away).
+        self._bins: Any = None
         self.realized_reference: float | None = None  # the calibration window's accuracy
         self.reference: list[float] = []  # the first ref_size scores since the last detection
         self.current = Ring(self.window_size)  # the last window_size scores
@@ -162,7 +164,7 @@ class EstimatedPerformance:
             s = np.asarray(self.calibrating_scores)
             y = np.asarray(self.calibrating_labels)
             self.table = calibration_table(s, y)
-            self._lookup = self.table.tolist()
+            self._bins = self.table
             self.realized_reference = float(np.mean((s >= self.threshold) == (y == 1)))
             self.calibrating_scores = []
             self.calibrating_labels = []
@@ -190,7 +192,7 @@ class EstimatedPerformance:
     def right(self, score: float) -> float:
         """The calibrated probability that the decision on ``score`` is right (``q``);
         only once the map is fitted (``table`` is not None)."""
-        p = self._lookup[score_bin(score)]
+        p = float(self._bins[score_bin(score)])
         return p if score >= self.threshold else 1.0 - p
 
     def _hit(self, index: int) -> Hit | None:
@@ -264,7 +266,7 @@ class EstimatedPerformance:
         self.calibrating_scores = list(state["calibrating_scores"])
         self.calibrating_labels = list(state["calibrating_labels"])
         self.table = state["table"]
-        self._lookup = [] if self.table is None else self.table.tolist()
+        self._bins = self.table
         self.realized_reference = state["realized_reference"]
         self.reference = list(state["reference"])
         self.current = Ring(self.window_size, state["current"])

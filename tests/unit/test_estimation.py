@@ -72,7 +72,7 @@ class TestCalibration:
             else pure_core().estimation.EstimatedPerformance
         )
         est = cls(DetectionSettings())
-        est._lookup = [i / 1023 for i in range(1024)]  # bin i: probability i / 1023
+        est._bins = np.arange(1024) / 1023  # bin i: probability i / 1023
         assert est.right(0.75) == 768 / 1023  # bin int(0.75 * 1024)
         assert est.right(-0.25) == 1.0 - 0.0  # below the threshold: 1 - p of bin 0
         assert est.right(-1e300) == 1.0
@@ -80,7 +80,7 @@ class TestCalibration:
         assert est.right(float("inf")) == 1.0
         assert est.right(1.0) == 1.0
         # The window summaries (an alert's evidence) take the same bins.
-        table = np.asarray(est._lookup)
+        table = np.asarray(est._bins)
         ends = pure_core().estimation.summary if module == "uncompiled" else summary
         assert ends([-0.25, 1.5], table, 0.5)["estimated_accuracy"] == 1.0  # 1 - 0, 1
         assert ends([0.75, 0.25], table, 0.5)["estimated_accuracy"] == round(
