@@ -3,7 +3,7 @@
 cimport cython
 
 from detector.core.events cimport PredictionEvent, event_of, parse_event
-from detector.core.jsonscan cimport Cursor
+from detector.core.jsonscan cimport Cursor, Texts
 from detector.core.estimation cimport EstimatedPerformance
 from detector.core.performance cimport PerformanceTracker, score_of
 from detector.core.trackers cimport CategoricalTracker, NumericTracker, RateTracker
@@ -129,8 +129,8 @@ cdef class PartitionDetectors:
     cdef bint _protecting
     cdef bint _estimating
     cdef Cursor _cursor
-    cdef list _names
-    cdef list _versions
+    cdef Texts _names
+    cdef Texts _versions
     cdef Layout _scanned
 
     @cython.locals(i=Py_ssize_t, layout=Layout)

@@ -50,6 +50,7 @@ from detector.core.jsonscan import (
     STRING,
     TRUE,
     Cursor,
+    Texts,
     plain,
 )
 from detector.core.labels import KEY_PREFIX, Joined, JoinStateError, LabelJoin, parse_label
@@ -305,7 +306,7 @@ class Layout:
         self.raw_keys = [key.encode() for key in self.keys]
         #: Each key as JSON writes it, quoted, and its colon (b"" if JSON escapes it).
         self.heads = [b'"' + key + b'":' if plain(key) else b"" for key in self.raw_keys]
-        self.texts: list[list[str]] = [[] for _ in self.keys]
+        self.texts = [Texts(_TEXTS) for _ in self.keys]
         self.slots = len(self.keys)
         self.kinds = np.zeros(self.slots, dtype=np.intc)
         self.ranks = np.zeros(self.slots, dtype=np.intp)
@@ -417,7 +418,7 @@ class Layout:
             elif token == _STRING:
                 if kind == NUMERIC or kind == NULL_ONLY:  # noqa: SIM109 (C ints)
                     return False
-                self._store(p, j, False, 0.0, cursor.cached(self.texts[j], _TEXTS))
+                self._store(p, j, False, 0.0, cursor.cached(cython.cast(Texts, self.texts[j])))
             elif token == _TRUE or token == _FALSE:  # noqa: SIM109 (C ints)
                 if kind == NUMERIC or kind == NULL_ONLY:  # noqa: SIM109 (C ints)
                     return False
@@ -582,8 +583,8 @@ class PartitionDetectors:
         #: The event reader (_scan): its cursor, the model names and versions it reuses,
         #: and the layout of the event it read last.
         self._cursor = Cursor()
-        self._names: list[str] = []
-        self._versions: list[str] = []
+        self._names = Texts(_NAMES)
+        self._versions = Texts(_NAMES)
         self._scanned: Layout | None = None
         #: The label join (None unless ``settings.labels.join``) and the labels topic's name.
         self.join: LabelJoin | None = LabelJoin(settings.labels) if settings.labels.join else None
@@ -730,7 +731,7 @@ class PartitionDetectors:
             elif field == _MODEL:
                 if cursor.token() != _STRING:
                     return None
-                model = cursor.cached(self._names, _NAMES)
+                model = cursor.cached(self._names)
             elif field == _EVENT_ID:
                 event_id = cursor.scalar()
             elif field == _TIMESTAMP:
@@ -740,7 +741,7 @@ class PartitionDetectors:
             elif field == _MODEL_VERSION:
                 token = cursor.token()
                 if token == _STRING:
-                    model_version = cursor.cached(self._versions, _NAMES)
+                    model_version = cursor.cached(self._versions)
                 else:
                     model_version = cursor.value(token)
             elif field == _LABEL:

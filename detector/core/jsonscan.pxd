@@ -86,12 +86,19 @@ cdef extern from *:
         if (data == NULL) { PyErr_Clear(); return 0; }
         return size == n && dd_equal(buf + start, (const unsigned char *)data, n);
     }
-    /* The index of the str in the list texts that buf[start:stop] (UTF-8) is; -1 if none. */
-    static inline Py_ssize_t dd_find_text(const unsigned char *buf, Py_ssize_t start,
-                                          Py_ssize_t stop, PyObject *texts) {
-        Py_ssize_t i, n = PyList_GET_SIZE(texts);
-        for (i = 0; i < n; i++)
-            if (dd_same_text(buf, start, stop, PyList_GET_ITEM(texts, i)))
+    /* The index of the str in the list items that buf[start:stop] (UTF-8) is, -1 if none:
+       found by its first eight bytes and its length (prints, sizes: jsonscan.Texts), and
+       only a longer one compared with the str itself. */
+    static inline Py_ssize_t dd_find_print(const unsigned char *buf, Py_ssize_t start,
+                                           Py_ssize_t stop, const unsigned long long *prints,
+                                           const long long *sizes, PyObject *items) {
+        Py_ssize_t i, k, n = stop - start, count = PyList_GET_SIZE(items);
+        unsigned long long word = 0;
+        for (k = (n < 8 ? n : 8) - 1; k >= 0; k--)
+            word = (word << 8) | buf[start + k];
+        for (i = 0; i < count; i++)
+            if (sizes[i] == n && prints[i] == word
+                && (n <= 8 || dd_same_text(buf, start, stop, PyList_GET_ITEM(items, i))))
                 return i;
         return -1;
     }
@@ -116,8 +123,9 @@ cdef extern from *:
     bint dd_same_text(
         const unsigned char *buf, Py_ssize_t start, Py_ssize_t stop, object text
     ) noexcept
-    Py_ssize_t dd_find_text(
-        const unsigned char *buf, Py_ssize_t start, Py_ssize_t stop, list texts
+    Py_ssize_t dd_find_print(
+        const unsigned char *buf, Py_ssize_t start, Py_ssize_t stop,
+        const unsigned long long *prints, const long long *sizes, list items,
     ) noexcept
     object dd_text(const unsigned char *buf, Py_ssize_t start, Py_ssize_t stop, bint ascii)
     double dd_strtod(const unsigned char *buf, Py_ssize_t start, Py_ssize_t stop) noexcept
@@ -143,6 +151,17 @@ cdef inline long long _ten_to(int k) noexcept
 
 
 @cython.final
+cdef class Texts:
+    cdef readonly list items
+    cdef unsigned long long[::1] prints
+    cdef long long[::1] sizes
+    cdef readonly Py_ssize_t room
+
+    @cython.locals(n=Py_ssize_t, raw=bytes)
+    cpdef add(self, str text)
+
+
+@cython.final
 cdef class Cursor:
     cdef bytes raw
     cdef const unsigned char *buf
@@ -160,7 +179,7 @@ cdef class Cursor:
     cdef bint cut
     cdef public object decoded
     cdef public int after
-    cdef list words
+    cdef Texts words
 
     cpdef bint start(self, object raw, Py_ssize_t max_bytes) except -1
 
@@ -212,8 +231,8 @@ cdef class Cursor:
 
     cdef str text(self)
 
-    @cython.locals(found=Py_ssize_t)
-    cdef str cached(self, list texts, Py_ssize_t room)
+    @cython.locals(found=Py_ssize_t, items=list)
+    cdef str cached(self, Texts texts)
 
     cdef str word(self)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import cython
+import numpy as np
 import orjson
 
 # What a value is (Cursor.token).
@@ -93,6 +94,29 @@ def _eight_digits(raw: bytes, pos: int) -> tuple[int, int]:
     return n, run
 
 
+class Texts:
+    """Up to ``room`` strs read from the bytes and read again (a feature's categories, the
+    model names), each with its first eight bytes (UTF-8, as one little-endian word,
+    zeros after a shorter one) and its byte length: :meth:`Cursor.cached` finds the one a
+    string's bytes are by a loop over these two small arrays, not through each str."""
+
+    def __init__(self, room: int) -> None:
+        self.items: list[str] = []
+        self.prints = np.zeros(room, dtype=np.uint64)
+        self.sizes = np.zeros(room, dtype=np.int64)
+        self.room = room
+
+    def add(self, text: str) -> None:
+        """Keep ``text`` (valid UTF-8), unless ``room`` are kept already."""
+        n = len(self.items)
+        if n >= self.room:
+            return
+        raw = text.encode()
+        self.prints[n] = int.from_bytes(raw[:8], "little")
+        self.sizes[n] = len(raw)
+        self.items.append(text)
+
+
 class Cursor:
     """A position in one JSON document (the bytes of one message). ``start`` sets it on a
     new document; the readers advance ``pos``. Reused for every event."""
@@ -116,8 +140,8 @@ class Cursor:
         self.mantissa = 0
         self.exponent = 0
         self.cut = False
-        #: The keys and string values of flat objects (class names, segments) seen last.
-        self.words: list[str] = []
+        #: The keys and string values of flat objects (class names, segments) seen first.
+        self.words = Texts(_WORDS)
 
     def start(self, raw: Any, max_bytes: int) -> bool:
         """Take ``raw``; True if it is bytes of at most ``max_bytes`` and its first byte
@@ -427,26 +451,33 @@ class Cursor:
             return dd_text(self.buf, self.mark, self.stop, self.ascii)  # type: ignore[no-any-return, name-defined]  # noqa: F821 (jsonscan.pxd)
         return self.raw[self.mark : self.stop].decode("utf-8")
 
-    def cached(self, texts: list[str], room: int) -> str:
-        """``text()``, or the equal str in ``texts`` (which keeps up to ``room`` of them):
-        the values of a category or a model's name are few, and come back."""
+    def cached(self, texts: Texts) -> str:
+        """``text()``, or the equal str among ``texts`` (which keeps the first few): the
+        values of a category or a model's name are few, and come back."""
         if self.escaped:
             return self.decoded  # type: ignore[no-any-return]
+        items = texts.items
         if cython.compiled:
-            found: int = dd_find_text(self.buf, self.mark, self.stop, texts)  # type: ignore[name-defined]  # noqa: F821 (jsonscan.pxd)
+            found: int = dd_find_print(  # type: ignore[name-defined]  # noqa: F821 (jsonscan.pxd)
+                self.buf,
+                self.mark,
+                self.stop,
+                cython.address(texts.prints[0]),
+                cython.address(texts.sizes[0]),
+                items,
+            )
         else:
             raw = self.raw[self.mark : self.stop]
-            found = next((i for i, known in enumerate(texts) if known.encode() == raw), -1)
+            found = next((i for i, known in enumerate(items) if known.encode() == raw), -1)
         if found >= 0:
-            return texts[found]
+            return items[found]
         text = self.text()
-        if len(texts) < room:
-            texts.append(text)
+        texts.add(text)
         return text
 
     def word(self) -> str:
         """``cached`` over the cursor's own few: keys and values of flat objects, labels."""
-        return self.cached(self.words, _WORDS)
+        return self.cached(self.words)
 
     def value(self, kind: int) -> Any:
         """The value of the token just read, as orjson gives it."""
@@ -570,6 +601,7 @@ __all__ = [
     "STRING",
     "TRUE",
     "Cursor",
+    "Texts",
     "plain",
     "read",
 ]
