@@ -301,8 +301,7 @@ class Layout:
         self.state = state
         self.keys = list(features) + [name for name in known if name not in features]
         self.index = {key: j for j, key in enumerate(self.keys)}
-        #: The keys as bytes (and whether JSON writes them as is), and the values seen of
-        #: each slot (scan reuses their str).
+        #: The keys as bytes, and the values seen of each slot (scan reuses their str).
         self.raw_keys = [key.encode() for key in self.keys]
         #: Each key as JSON writes it, quoted, and its colon (b"" if JSON escapes it).
         self.heads = [b'"' + key + b'":' if plain(key) else b"" for key in self.raw_keys]

@@ -19,6 +19,21 @@ cdef extern from *:
         1000000000000000000LL,
     };
     static inline long long dd_ten_to(int k) { return dd_tens[k]; }
+    /* The first n bytes at p (at most 8) as one little-endian word, zeros after them. */
+    static inline unsigned long long dd_word(const unsigned char *p, Py_ssize_t n) {
+        unsigned long long word = 0;
+        Py_ssize_t i;
+        if (n >= 8) {
+            memcpy(&word, p, 8);
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            word = __builtin_bswap64(word);
+    #endif
+            return word;
+        }
+        for (i = n - 1; i >= 0; i--)
+            word = (word << 8) | p[i];
+        return word;
+    }
     /* jsonscan._eight_digits: how many of the (up to) eight bytes at buf[pos:end] are
        digits, from the first, and in *run the number they write. The eight bytes are read
        as one little-endian word; less 0x30, a digit's byte is below 10, and adding 0x76 to
@@ -27,19 +42,9 @@ cdef extern from *:
        eights by three multiplications (fast_float's parse_eight_digits_unrolled). */
     static inline int dd_eight_digits(const unsigned char *buf, Py_ssize_t pos,
                                       Py_ssize_t end, long long *run) {
-        uint64_t word = 0, x, other;
-        Py_ssize_t i;
+        uint64_t x, other;
         int n;
-        if (end - pos >= 8) {
-            memcpy(&word, buf + pos, 8);
-    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-            word = __builtin_bswap64(word);
-    #endif
-        } else {
-            for (i = end - pos - 1; i >= 0; i--)
-                word = (word << 8) | buf[pos + i];
-        }
-        x = word ^ 0x3030303030303030ULL;
+        x = dd_word(buf + pos, end - pos) ^ 0x3030303030303030ULL;
         other = (((x & 0x7F7F7F7F7F7F7F7FULL) + 0x7676767676767676ULL) | x)
             & 0x8080808080808080ULL;
         n = other ? __builtin_ctzll(other) >> 3 : 8;
@@ -92,10 +97,8 @@ cdef extern from *:
     static inline Py_ssize_t dd_find_print(const unsigned char *buf, Py_ssize_t start,
                                            Py_ssize_t stop, const unsigned long long *prints,
                                            const long long *sizes, PyObject *items) {
-        Py_ssize_t i, k, n = stop - start, count = PyList_GET_SIZE(items);
-        unsigned long long word = 0;
-        for (k = (n < 8 ? n : 8) - 1; k >= 0; k--)
-            word = (word << 8) | buf[start + k];
+        Py_ssize_t i, n = stop - start, count = PyList_GET_SIZE(items);
+        unsigned long long word = dd_word(buf + start, n);
         for (i = 0; i < count; i++)
             if (sizes[i] == n && prints[i] == word
                 && (n <= 8 || dd_same_text(buf, start, stop, PyList_GET_ITEM(items, i))))
@@ -143,11 +146,9 @@ cdef Py_ssize_t _WORDS
 cdef long long _EXACT, _MAX_EXPONENT
 cdef double _SMALLEST, _LARGEST
 
-
 cdef double _pow10(int k) noexcept
 
 cdef inline long long _ten_to(int k) noexcept
-
 
 
 @cython.final

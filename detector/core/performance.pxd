@@ -31,6 +31,8 @@ cdef class PerformanceTracker:
 
     cpdef void _empty_window(self)
 
+    cdef void _keep(self, long long wrong, double score, long long positive) noexcept
+
     cpdef list current(self)
 
     cpdef object error(self, object prediction, object label)

@@ -113,9 +113,16 @@ class PerformanceTracker:
         self.labelled = 0
 
     def _empty_window(self) -> None:
+        """The last window_size observations: a ring of each of the three numbers."""
         self.wrong = Ring(self.window_size)
         self.scores = Ring(self.window_size)
         self.positives = Ring(self.window_size)
+
+    def _keep(self, wrong: int, score: float, positive: int) -> None:
+        """One observation into the window (the oldest drops out of a full one)."""
+        self.wrong.add(wrong)
+        self.scores.add(score)
+        self.positives.add(positive)
 
     def error(self, prediction: Any, label: Any) -> tuple[int, float, int] | None:
         """The 0/1 error of a labelled prediction, its score and 0/1 label (nan and -1 when
@@ -155,18 +162,14 @@ class PerformanceTracker:
         self.labelled += 1
         if len(self.reference) < self.reference_size:
             self.reference.append(observed)
-        self.wrong.add(wrong)
-        self.scores.add(observed[1])
-        self.positives.add(positive)
+        self._keep(wrong, observed[1], positive)
         fired = self.rate.fired
         hit = self.rate.flag(wrong != 0, index)
         if self.rate.fired == fired:
             return None
         evidence = None if hit is None else self._evidence()
         self.reference = []
-        self.wrong.clear()
-        self.scores.clear()
-        self.positives.clear()
+        self._empty_window()
         if hit is None or evidence is None:
             return None
         hit.evidence["reference"] = evidence[0]
@@ -230,10 +233,8 @@ class PerformanceTracker:
         self.building = list(state["building"])
         self.reference = [(int(e), float(s), int(y)) for e, s, y in state["reference"]]
         self._empty_window()
-        for e, s, y in state["current"][-self.window_size :]:
-            self.wrong.add(int(e))
-            self.scores.add(float(s))
-            self.positives.add(int(y))
+        for e, s, y in state["current"]:
+            self._keep(int(e), float(s), int(y))
         self.labelled = state["labelled"]
 
     def __reduce__(self) -> tuple[Any, ...]:
